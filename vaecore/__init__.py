@@ -1,0 +1,30 @@
+"""vaecore: Variational Autoencoders with a small, readable C core.
+
+Learn, teach and experiment with VAEs (Kingma & Welling 2014) and beta-VAEs
+(Higgins et al. 2017) on an ordinary CPU. The C core (``vaecore._core``) does
+the forward pass, the exact backward pass, reparameterized sampling, the losses
+and the optimizers on contiguous float32/float64 NumPy arrays; this package
+holds the models' Python API, the training loop, data sets and plots.
+
+>>> import vaecore
+>>> X, t, arm = vaecore.datasets.two_spirals()
+>>> m = vaecore.VAE(2, 2, hidden=(64, 64))
+>>> hist = vaecore.fit(m, X, epochs=5, beta=0.05, progress=False)
+"""
+from . import datasets, metrics
+from .model import AE, SGD, VAE, Adam, Optimizer
+from .train import History, fit
+
+__version__ = "0.1.0"
+
+__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "metrics", "plot",
+           "__version__"]
+
+
+def __getattr__(name):
+    # plotting needs matplotlib; import it only when asked for
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'vaecore' has no attribute {name!r}")

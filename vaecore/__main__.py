@@ -1,0 +1,6 @@
+"""``python -m vaecore spirals ...``: see vaecore.experiments.main."""
+import sys
+
+from .experiments import main
+
+sys.exit(main())

@@ -1,0 +1,812 @@
+"""Variational autoencoders (and plain autoencoders) on vaecore's C core.
+
+A VAE (Kingma & Welling 2014, "Auto-Encoding Variational Bayes") encodes x into
+a Gaussian cloud q(z|x) = N(mu, diag(exp(logvar))), samples z = mu + sigma*eps
+with the reparameterization trick, and decodes z back into data. It is trained
+by minimising, per example,
+
+    recon_i + beta * kl_i,   kl_i = -1/2 sum_k (1 + logvar - mu^2 - exp(logvar))
+
+with beta = 1 the negative ELBO and beta > 1 the beta-VAE (Higgins et al.
+2017). The reconstruction terms are
+
+    gaussian   recon_i = sum_j (x_ij - xhat_ij)^2
+               = -log p(x|z) - (D/2) log(pi)   (a Gaussian of variance 1/2 around xhat)
+    bernoulli  recon_i = sum_j softplus(l_ij) - x_ij l_ij = -log p(x|z)   (l: logits)
+
+``log_likelihood`` is the importance-weighted bound of Burda et al. 2016
+("Importance Weighted Autoencoders").
+
+Every heavy step (forward, backward, sampling, optimizer update) is one call
+into ``vaecore._core``; this module converts and checks arguments, initialises
+weights and keeps the optimizer state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
+
+#: version of the file format written by :meth:`VAE.save`
+FORMAT_VERSION = 1
+_MAGIC = "vaecore-model"
+
+_LOG_PI = math.log(math.pi)
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_int(value, name, low=1, high=None):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return int(value)
+
+
+def _check_widths(widths, name):
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of positive ints, got {type(widths).__name__} {widths!r}")
+    out = tuple(widths)
+    for i, w in enumerate(out):
+        _check_int(w, f"{name}[{i}]", high=_core.MAX_WIDTH)
+    if len(out) > _core.MAX_HIDDEN_LAYERS:
+        raise ValueError(f"{name} may have at most {_core.MAX_HIDDEN_LAYERS} layers, got {len(out)}")
+    return out
+
+
+def _check_real(value, name, low=0.0, allow_equal=True):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (not allow_equal and value == low):
+        op = ">=" if allow_equal else ">"
+        raise ValueError(f"{name} must be a finite number {op} {low}, got {value!r}")
+    return value
+
+
+def _check_seed(seed, name="seed"):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"{name} must be None or an int in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+class VAE:
+    """A variational autoencoder with MLP encoder and decoder.
+
+    Parameters
+    ----------
+    input_dim : int
+        Width D of the data.
+    latent_dim : int
+        Width K of the latent space.
+    hidden : tuple of int, default (64, 64)
+        Widths of the encoder's hidden layers; ``()`` makes the heads read x.
+    decoder_hidden : tuple of int or None
+        Widths of the decoder's hidden layers; None mirrors the encoder
+        (``reversed(hidden)``).
+    activation : {"tanh", "relu", "leaky_relu", "sigmoid", "elu"}
+        Activation of every hidden layer (leaky_relu has slope 0.01, elu alpha 1).
+    likelihood : {"gaussian", "bernoulli"}
+        The decoder's output: the mean of a Gaussian of variance 1/2 (squared
+        error loss) or the logits of independent Bernoullis (x in [0, 1]).
+    dtype : {"float32", "float64"}
+        Precision of the parameters and of every computation.
+    seed : int
+        Seeds the initial weights and the model's own generator of noise.
+
+    Attributes
+    ----------
+    params : ndarray, shape (num_params,)
+        Every weight and bias in one contiguous buffer, the live one: writing
+        to it changes the model. The layout is :meth:`named_params`.
+
+    Notes
+    -----
+    Weights are drawn with Glorot's uniform rule (Glorot & Bengio 2010), or
+    He's (He et al. 2015) for hidden layers with relu, leaky_relu or elu;
+    biases start at zero. The noise eps comes from xoshiro256** with the
+    Box-Muller transform, inside the C core.
+
+    Examples
+    --------
+    >>> import vaecore
+    >>> X, t, arm = vaecore.datasets.two_spirals(n=500)
+    >>> m = vaecore.VAE(2, 2, hidden=(32, 32), seed=0)
+    >>> opt = vaecore.Adam(m, lr=1e-3)
+    >>> stats = m.train_step(X[:64], opt)
+    """
+
+    _variational = True
+
+    def __init__(self, input_dim, latent_dim, hidden=(64, 64), *, decoder_hidden=None,
+                 activation="tanh", likelihood="gaussian", dtype="float32", seed=0):
+        input_dim = _check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
+        latent_dim = _check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
+        hidden = _check_widths(hidden, "hidden")
+        decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else _check_widths(decoder_hidden, "decoder_hidden")
+        if activation not in _core.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_core.ACTIVATIONS}, got {activation!r}")
+        if likelihood not in _core.LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {_core.LIKELIHOODS}, got {likelihood!r}")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        seed = _check_seed(seed)
+        if seed is None:
+            raise ValueError("seed must be an int in [0, 2**64), got None")
+        self._core = _core.Model(input_dim, latent_dim, hidden, decoder_hidden, activation,
+                                 likelihood, self._variational, dt.name, seed)
+        self.seed = seed
+        self._lock = threading.Lock()   # serialises train_step with its optimizer's step count
+        self._init_params(seed)
+
+    # ------------------------------------------------------------ structure
+    @property
+    def config(self):
+        """dict: everything needed to rebuild the model (save/load use it)."""
+        c = self._core.config
+        return dict(input_dim=c["input_dim"], latent_dim=c["latent_dim"], hidden=c["enc_hidden"],
+                    decoder_hidden=c["dec_hidden"], activation=c["activation"],
+                    likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+
+    input_dim = property(lambda self: self._core.config["input_dim"], doc="int: width D of the data.")
+    latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
+    likelihood = property(lambda self: self._core.config["likelihood"], doc="str: 'gaussian' or 'bernoulli'.")
+    activation = property(lambda self: self._core.config["activation"], doc="str: the hidden activation.")
+    dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
+
+    @property
+    def params(self):
+        """ndarray, shape (num_params,): the live parameter buffer."""
+        return self._core.params
+
+    @property
+    def num_params(self):
+        """int: the number of parameters."""
+        return self._core.num_params
+
+    @property
+    def rng_state(self):
+        """tuple of 4 ints: the state of the model's noise generator (settable)."""
+        return self._core.rng_state
+
+    @rng_state.setter
+    def rng_state(self, state):
+        self._core.rng_state = tuple(state)
+
+    def named_params(self):
+        """The parameters by name, as views into :attr:`params`.
+
+        Returns
+        -------
+        list of (str, ndarray)
+            In buffer order: ``enc.0.W`` (input_dim, h0), ``enc.0.b`` (h0,),
+            ..., ``enc.mu.W``, ``enc.mu.b``, ``enc.logvar.W``, ``enc.logvar.b``,
+            ``dec.0.W`` (latent_dim, d0), ``dec.0.b``, ..., ``dec.out.W``,
+            ``dec.out.b``. A layer computes ``y = x @ W + b``.
+        """
+        p = self._core.params
+        return [(name, p[off:off + math.prod(shape)].reshape(shape)) for name, off, shape in self._core.layout()]
+
+    def _init_params(self, seed):
+        rng = np.random.default_rng(seed)
+        he = self.activation in ("relu", "leaky_relu", "elu")
+        for name, view in self.named_params():
+            if name.endswith(".b"):
+                view[...] = 0
+                continue
+            fan_in, fan_out = view.shape
+            hidden_layer = name.split(".")[1].isdigit()
+            # He's rule keeps the variance through rectifiers; Glorot's for the rest
+            bound = math.sqrt(6.0 / fan_in) if (he and hidden_layer) else math.sqrt(6.0 / (fan_in + fan_out))
+            view[...] = rng.uniform(-bound, bound, size=view.shape)
+
+    def __repr__(self):
+        c = self.config
+        kind = type(self).__name__
+        enc = " -> ".join(str(w) for w in (c["input_dim"], *c["hidden"]))
+        heads = f"mu {c['latent_dim']}, logvar {c['latent_dim']}" if self._variational else f"z {c['latent_dim']}"
+        dec = " -> ".join(str(w) for w in (c["latent_dim"], *c["decoder_hidden"], c["input_dim"]))
+        out = "mean" if c["likelihood"] == "gaussian" else "logits"
+        return (f"{kind}(input_dim={c['input_dim']}, latent_dim={c['latent_dim']}, hidden={c['hidden']}, "
+                f"decoder_hidden={c['decoder_hidden']}, activation={c['activation']!r}, "
+                f"likelihood={c['likelihood']!r}, dtype={c['dtype']!r})\n"
+                f"  encoder: {enc} -> {heads} ({c['activation']})\n"
+                f"  decoder: {dec} ({c['likelihood']} {out})\n"
+                f"  parameters: {self.num_params:,}")
+
+    # ---------------------------------------------------------- arguments
+    def _matrix(self, a, name, cols, rows=None):
+        """a as a C-contiguous (rows, cols) array of the model's dtype, or an error."""
+        dt = self.dtype
+        if not (isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous and a.flags.aligned):
+            try:
+                arr = np.asarray(a)
+            except Exception as e:  # ragged lists and the like
+                raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__}: {e}") from None
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}")
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
+                a = np.ascontiguousarray(arr, dtype=dt)
+        shape = f"({'n' if rows is None else rows}, {cols})"
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be 2-D of shape {shape}, got shape {a.shape}")
+        if a.shape[1] != cols or (rows is not None and a.shape[0] != rows):
+            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        if a.shape[0] == 0:
+            raise ValueError(f"{name} must have at least one row, got shape {a.shape}")
+        return a
+
+    def _x(self, x):
+        return self._matrix(x, "x", self.input_dim)
+
+    def _eps(self, eps, n):
+        if eps is None:
+            return self._core.normal(n)
+        return self._matrix(eps, "eps", self.latent_dim, rows=n)
+
+    # ------------------------------------------------------------ forward
+    def encode(self, x):
+        """Encode data into the parameters of q(z|x).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, input_dim)
+
+        Returns
+        -------
+        mu, logvar : ndarray, shape (n, latent_dim)
+            Mean and log-variance of the Gaussian cloud of each example.
+        """
+        return self._core.encode(self._x(x))
+
+    def reparameterize(self, mu, logvar, eps=None):
+        """Sample z = mu + exp(logvar / 2) * eps, differentiably in mu and logvar.
+
+        Parameters
+        ----------
+        mu, logvar : array_like, shape (n, latent_dim)
+        eps : array_like, shape (n, latent_dim), optional
+            The standard-normal noise; None draws it from the model's generator.
+
+        Returns
+        -------
+        z : ndarray, shape (n, latent_dim)
+        """
+        mu = self._matrix(mu, "mu", self.latent_dim)
+        logvar = self._matrix(logvar, "logvar", self.latent_dim, rows=mu.shape[0])
+        return self._core.reparameterize(mu, logvar, self._eps(eps, mu.shape[0]))
+
+    def decode(self, z):
+        """Decode latent points into data space.
+
+        Parameters
+        ----------
+        z : array_like, shape (n, latent_dim)
+
+        Returns
+        -------
+        ndarray, shape (n, input_dim)
+            The mean (gaussian) or the probabilities (bernoulli).
+        """
+        return self._core.decode(self._matrix(z, "z", self.latent_dim))
+
+    def decode_logits(self, z):
+        """The decoder's raw output: logits (bernoulli) or the mean (gaussian), shape (n, input_dim)."""
+        return self._core.decode(self._matrix(z, "z", self.latent_dim), True)
+
+    def _beta(self, beta):
+        return _check_real(beta, "beta")
+
+    def loss(self, x, *, beta=1.0, eps=None):
+        """The training loss on a batch, without gradients.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, input_dim)
+        beta : float, default 1.0
+            Weight of the KL term (beta-VAE when > 1).
+        eps : array_like, shape (n, latent_dim), optional
+            Fixed noise; None draws it from the model's generator.
+
+        Returns
+        -------
+        dict
+            ``loss`` = mean(recon_i + beta kl_i), ``recon`` and ``kl`` (batch
+            means), as floats.
+        """
+        x = self._x(x)
+        beta = self._beta(beta)
+        eps = self._eps(eps, x.shape[0]) if self._variational else self._no_eps(eps)
+        loss, recon, kl = self._core.loss(x, beta, eps)
+        return {"loss": loss, "recon": recon, "kl": kl}
+
+    def loss_and_grad(self, x, *, beta=1.0, eps=None):
+        """The loss and its exact gradient with respect to every parameter.
+
+        Parameters
+        ----------
+        x, beta, eps
+            As in :meth:`loss`.
+
+        Returns
+        -------
+        stats : dict
+            As :meth:`loss` returns.
+        grad : ndarray, shape (num_params,)
+            d loss / d params, in the layout of :attr:`params`.
+        """
+        x = self._x(x)
+        beta = self._beta(beta)
+        eps = self._eps(eps, x.shape[0]) if self._variational else self._no_eps(eps)
+        (loss, recon, kl), grad = self._core.loss_and_grad(x, beta, eps)
+        return {"loss": loss, "recon": recon, "kl": kl}, grad
+
+    def _no_eps(self, eps):
+        if eps is not None:
+            raise TypeError("eps must be None for a plain autoencoder (it has no noise)")
+        return None
+
+    def train_step(self, x, opt, *, beta=1.0, eps=None):
+        """One optimisation step: forward, backward and update, in one C call.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, input_dim)
+            A mini-batch.
+        opt : Adam or SGD
+            An optimizer created for this model.
+        beta : float, default 1.0
+        eps : array_like, shape (n, latent_dim), optional
+            Fixed noise; None draws it from the model's generator.
+
+        Returns
+        -------
+        dict
+            loss, recon and kl of the batch before the update.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss or a gradient is NaN or Inf; then nothing is updated.
+        """
+        if not isinstance(opt, Optimizer):
+            raise TypeError(f"opt must be a vaecore.Adam or vaecore.SGD, got {type(opt).__name__}")
+        if opt.model is not self:
+            raise ValueError("opt was created for another model; create one with vaecore.Adam(model)")
+        x = self._x(x)
+        beta = self._beta(beta)
+        if eps is not None:
+            if not self._variational:
+                self._no_eps(eps)
+            eps = self._matrix(eps, "eps", self.latent_dim, rows=x.shape[0])
+        with self._lock:
+            try:
+                loss, recon, kl = self._core.train_step(x, beta, eps, *opt._core_args())
+            except FloatingPointError as e:
+                raise FloatingPointError(f"step {opt.t + 1}: {e}") from None
+            opt.t += 1
+        return {"loss": loss, "recon": recon, "kl": kl}
+
+    # ---------------------------------------------------------- generation
+    def sample(self, n, seed=None):
+        """Brand-new data: decode n points z ~ N(0, I) drawn from the prior.
+
+        Parameters
+        ----------
+        n : int
+        seed : int, optional
+            Seeds a fresh generator; None uses (and advances) the model's.
+
+        Returns
+        -------
+        ndarray, shape (n, input_dim)
+        """
+        n = _check_int(n, "n")
+        return self._core.decode(self._core.normal(n, _check_seed(seed)))
+
+    def reconstruct(self, x):
+        """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, input_dim)."""
+        mu, _ = self.encode(x)
+        return self._core.decode(mu)
+
+    def _log_px_given_z(self, x, out):
+        """log p(x|z) per row, float64, from the decoder's raw output (B, D)."""
+        x = x.astype(np.float64, copy=False)
+        out = out.astype(np.float64, copy=False)
+        if self.likelihood == "gaussian":
+            return -((x - out) ** 2).sum(axis=-1) - 0.5 * x.shape[-1] * _LOG_PI
+        softplus = np.logaddexp(0.0, out)
+        return -(softplus - x * out).sum(axis=-1)
+
+    def _bernoulli_check(self, x):
+        """x must be finite, and in [0, 1] for a Bernoulli likelihood (messages as the C core's)."""
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):
+            raise ValueError(f"x must be finite, got NaN or Inf at [{bad[0][0]}, {bad[0][1]}]")
+        if self.likelihood == "bernoulli":
+            bad = np.argwhere((x < 0) | (x > 1))
+            if len(bad):
+                raise ValueError("x must lie in [0, 1] for the bernoulli likelihood, "
+                                 f"got a value outside at [{bad[0][0]}, {bad[0][1]}]")
+
+    def log_likelihood(self, x, k=100, seed=None):
+        """Importance-weighted estimate of log p(x) per example (Burda et al. 2016).
+
+        log p(x) ~ logsumexp_j [log p(x|z_j) + log p(z_j) - log q(z_j|x)] - log k,
+        z_j ~ q(z|x). It is a lower bound whose expectation rises with k towards
+        log p(x); k = 1 is a one-sample ELBO.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, input_dim)
+        k : int, default 100
+            Importance samples per example.
+        seed : int, optional
+            Seeds a fresh generator; None uses (and advances) the model's.
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+            In nats, with the Gaussian constant -(D/2) log(pi) included.
+        """
+        x = self._x(x)
+        k = _check_int(k, "k")
+        self._bernoulli_check(x)
+        seed = _check_seed(seed)
+        rng_seed = seed
+        n, K = x.shape[0], self.latent_dim
+        mu, logvar = self._core.encode(x)
+        out = np.empty(n)
+        rows = max(1, 65536 // k)  # bound the decoded block to ~65k rows
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            b = stop - start
+            if rng_seed is None:
+                eps = self._core.normal(b * k)
+            else:
+                eps = self._core.normal(b * k, (rng_seed + start) % 2**64)
+            eps = eps.reshape(b, k, K)
+            m_, lv = mu[start:stop, None, :], logvar[start:stop, None, :]
+            z = (m_ + np.exp(0.5 * lv) * eps).astype(self.dtype)               # (b, k, K)
+            dec = self._core.decode(z.reshape(b * k, K), True).reshape(b, k, -1)
+            log_px = self._log_px_given_z(x[start:stop, None, :], dec)       # (b, k)
+            z64, e64 = z.astype(np.float64), eps.astype(np.float64)
+            log_pz = -0.5 * (z64 ** 2).sum(-1) - 0.5 * K * _LOG_2PI
+            log_qz = -0.5 * (e64 ** 2 + lv.astype(np.float64) + _LOG_2PI).sum(-1)
+            log_w = log_px + log_pz - log_qz
+            top = log_w.max(axis=1, keepdims=True)
+            out[start:stop] = top[:, 0] + np.log(np.exp(log_w - top).mean(axis=1))
+        return out
+
+    def elbo(self, x, k=1, seed=None):
+        """The evidence lower bound per example, with the analytic KL.
+
+        ELBO_i = E_q[log p(x_i|z)] - KL(q(z|x_i) || N(0, I)), the expectation
+        averaged over k samples of z.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, input_dim)
+        k : int, default 1
+        seed : int, optional
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+            In nats, the same units as :meth:`log_likelihood`.
+        """
+        x = self._x(x)
+        k = _check_int(k, "k")
+        self._bernoulli_check(x)
+        seed = _check_seed(seed)
+        n, K = x.shape[0], self.latent_dim
+        mu, logvar = self._core.encode(x)
+        eps = self._core.normal(n * k, seed).reshape(n, k, K)
+        z = (mu[:, None] + np.exp(0.5 * logvar[:, None]) * eps).astype(self.dtype)
+        dec = self._core.decode(z.reshape(n * k, K), True).reshape(n, k, -1)
+        log_px = self._log_px_given_z(x[:, None, :], dec).mean(axis=1)
+        m64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
+        kl = -0.5 * (1 + lv64 - m64 ** 2 - np.exp(lv64)).sum(axis=1)
+        return log_px - kl
+
+    # ------------------------------------------------------------ files
+    def save(self, path, optimizer=None):
+        """Write the model (and optionally its optimizer) to ``path``.
+
+        The file is a NumPy ``.npz`` archive holding the format version, the
+        configuration, the parameters, the generator state, the optimizer's
+        state if given, and a SHA-256 checksum of all of it. It is written to a
+        temporary file and renamed into place, so an interrupted save leaves
+        any earlier file intact.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        optimizer : Adam or SGD, optional
+        """
+        arrays = {"params": np.array(self.params)}
+        meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": type(self).__name__,
+                "config": self.config, "rng_state": [str(s) for s in self.rng_state]}
+        if optimizer is not None:
+            if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
+                raise ValueError("optimizer must be a vaecore optimizer created for this model")
+            meta["optimizer"] = optimizer._meta()
+            for key, arr in optimizer._arrays().items():
+                arrays["opt_" + key] = np.array(arr)
+        _atomic_savez(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path, *, with_optimizer=False):
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        with_optimizer : bool, default False
+            Also return the saved optimizer (None if none was saved).
+
+        Returns
+        -------
+        VAE or AE, or (model, optimizer) when ``with_optimizer``
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such file.
+        ValueError
+            If the file is truncated, corrupted, not a vaecore model, or of a
+            newer format version.
+        """
+        meta, arrays = _checked_load(path)
+        kind = {"VAE": VAE, "AE": AE}.get(meta.get("class"))
+        if kind is None:
+            raise ValueError(f"{os.fspath(path)!r}: unknown model class {meta.get('class')!r}")
+        c = meta["config"]
+        m = kind(c["input_dim"], c["latent_dim"], tuple(c["hidden"]), decoder_hidden=tuple(c["decoder_hidden"]),
+                 activation=c["activation"], likelihood=c["likelihood"], dtype=c["dtype"], seed=c["seed"])
+        params = arrays["params"]
+        if params.shape != m.params.shape or params.dtype != m.params.dtype:
+            raise ValueError(f"{os.fspath(path)!r}: parameters of shape {params.shape} and dtype "
+                             f"{params.dtype} do not fit the configuration")
+        m.params[...] = params
+        m.rng_state = tuple(int(s) for s in meta["rng_state"])
+        if not with_optimizer:
+            return m
+        opt = None
+        if "optimizer" in meta:
+            opt = Optimizer._from_saved(m, meta["optimizer"],
+                                        {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
+        return m, opt
+
+
+class AE(VAE):
+    """A plain (deterministic) autoencoder on the same core: z = mu, no noise, no KL.
+
+    It has the layers of :class:`VAE` without the ``enc.logvar`` head, and its
+    loss is the reconstruction term alone. :meth:`encode` returns
+    ``(z, None)``. :meth:`sample` still decodes z ~ N(0, I), to show why a
+    plain autoencoder cannot generate: nothing made its codes look like N(0, I).
+
+    Parameters
+    ----------
+    input_dim, latent_dim, hidden, decoder_hidden, activation, likelihood, dtype, seed
+        As for :class:`VAE`.
+    """
+
+    _variational = False
+
+    def reparameterize(self, mu, logvar=None, eps=None):
+        """z = mu: a plain autoencoder has no noise (logvar and eps must be None)."""
+        if logvar is not None or eps is not None:
+            raise TypeError("a plain autoencoder has no noise: logvar and eps must be None")
+        return self._matrix(mu, "mu", self.latent_dim).copy()
+
+    def log_likelihood(self, x, k=100, seed=None):
+        """Not defined: a plain autoencoder is not a probabilistic model of x."""
+        raise NotImplementedError("a plain autoencoder defines no density p(x); use a VAE")
+
+    def elbo(self, x, k=1, seed=None):
+        """Not defined: a plain autoencoder has no posterior and no ELBO."""
+        raise NotImplementedError("a plain autoencoder has no ELBO; use a VAE")
+
+
+# ---------------------------------------------------------------- optimizers
+class Optimizer:
+    """Base of :class:`Adam` and :class:`SGD`: state that shares the layout of ``model.params``.
+
+    Attributes
+    ----------
+    model : VAE
+    lr : float
+    clip_norm : float or None
+        If set, gradients are rescaled so that their global L2 norm is at
+        most this (as ``torch.nn.utils.clip_grad_norm_``).
+    t : int
+        Steps taken.
+    """
+
+    def __init__(self, model, lr, clip_norm):
+        if not isinstance(model, VAE):
+            raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
+        self.model = model
+        self.lr = _check_real(lr, "lr")
+        self.clip_norm = None if clip_norm is None else _check_real(clip_norm, "clip_norm", allow_equal=False)
+        self.t = 0
+
+    def _zeros(self):
+        return np.zeros_like(self.model.params)
+
+    def _clip(self):
+        return 0.0 if self.clip_norm is None else self.clip_norm
+
+    @staticmethod
+    def _from_saved(model, meta, arrays):
+        kind = meta.pop("kind")
+        t = meta.pop("t")
+        opt = Adam(model, **meta) if kind == "Adam" else SGD(model, **meta)
+        opt.t = int(t)
+        for key, arr in arrays.items():
+            getattr(opt, key)[...] = arr
+        return opt
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with PyTorch's semantics, bias correction included.
+
+    Parameters
+    ----------
+    model : VAE
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    clip_norm : float, optional
+        Global-norm gradient clipping before the update.
+
+    Attributes
+    ----------
+    m, v : ndarray, shape (num_params,)
+        First and second moment estimates, in the layout of ``model.params``.
+    """
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, clip_norm=None):
+        super().__init__(model, lr, clip_norm)
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
+        self.betas = (_check_real(b1, "betas[0]"), _check_real(b2, "betas[1]"))
+        if not (self.betas[0] < 1 and self.betas[1] < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        self.eps = _check_real(eps, "eps", allow_equal=False)
+        self.m = self._zeros()
+        self.v = self._zeros()
+
+    def _core_args(self):
+        return (1, self.lr, self.betas[0], self.betas[1], self.eps, 0.0, self._clip(), self.t, self.m, self.v)
+
+    def _meta(self):
+        return {"kind": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "clip_norm": self.clip_norm, "t": self.t}
+
+    def _arrays(self):
+        return {"m": self.m, "v": self.v}
+
+    def __repr__(self):
+        return f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, clip_norm={self.clip_norm}, t={self.t})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, PyTorch's semantics (dampening 0).
+
+    ``buf = momentum * buf + grad; params -= lr * buf``.
+
+    Parameters
+    ----------
+    model : VAE
+    lr : float
+    momentum : float, default 0.0
+    clip_norm : float, optional
+        Global-norm gradient clipping before the update.
+
+    Attributes
+    ----------
+    buf : ndarray, shape (num_params,)
+        The momentum buffer, in the layout of ``model.params``.
+    """
+
+    def __init__(self, model, lr, momentum=0.0, *, clip_norm=None):
+        super().__init__(model, lr, clip_norm)
+        self.momentum = _check_real(momentum, "momentum")
+        self.buf = self._zeros()
+
+    def _core_args(self):
+        return (0, self.lr, 0.0, 0.0, 1.0, self.momentum, self._clip(), self.t, self.buf, None)
+
+    def _meta(self):
+        return {"kind": "SGD", "lr": self.lr, "momentum": self.momentum, "clip_norm": self.clip_norm, "t": self.t}
+
+    def _arrays(self):
+        return {"buf": self.buf}
+
+    def __repr__(self):
+        return f"SGD(lr={self.lr}, momentum={self.momentum}, clip_norm={self.clip_norm}, t={self.t})"
+
+
+# --------------------------------------------------------------- file format
+def _digest(meta_bytes, arrays):
+    h = hashlib.sha256(meta_bytes)
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(key.encode())
+        h.update(str(a.dtype.str).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _atomic_savez(path, meta, arrays):
+    path = os.fspath(path)
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    payload = dict(arrays)
+    payload["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
+    payload["checksum"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".vaecore-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _checked_load(path):
+    import zipfile
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"no model file at {name!r}")
+    try:
+        with open(name, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise ValueError(f"{name!r} is not a readable vaecore model file (truncated or foreign): {e}") from None
+    if "meta" not in arrays or "checksum" not in arrays:
+        raise ValueError(f"{name!r} is not a vaecore model file (no metadata)")
+    meta_bytes = arrays.pop("meta").tobytes()
+    checksum = arrays.pop("checksum").tobytes().decode("ascii", "replace")
+    try:
+        meta = json.loads(meta_bytes)
+    except ValueError:
+        raise ValueError(f"{name!r}: corrupted metadata") from None
+    if not isinstance(meta, dict) or meta.get("magic") != _MAGIC:
+        raise ValueError(f"{name!r} is not a vaecore model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{name!r} has format version {version!r}; this vaecore reads up to "
+                         f"{FORMAT_VERSION}: upgrade vaecore")
+    if _digest(meta_bytes, arrays) != checksum:
+        raise ValueError(f"{name!r} is corrupted: its checksum does not match its contents")
+    return meta, arrays
