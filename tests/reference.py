@@ -1,0 +1,476 @@
+"""A pure-NumPy float64 reference VAE, written from the formulas alone.
+
+It shares no code with vaecore (no import of it, no C): the tests compute the
+same thing here and through the C core and compare. It is written to be read
+and checked by eye, not to be fast: one small function per formula, and a
+backward pass that walks the forward pass in reverse, line by line.
+
+What it implements:
+- the VAE of Kingma & Welling 2014, "Auto-Encoding Variational Bayes"
+  (Gaussian encoder, reparameterization z = mu + exp(logvar / 2) * eps,
+  closed-form KL to N(0, I)), with the KL weighted by beta as in
+  Higgins et al. 2017, "beta-VAE";
+- the plain autoencoder (variational=False): no logvar head, z = mu, no KL;
+- Adam (Kingma & Ba 2015) and SGD with momentum, both with PyTorch's update
+  rules (torch.optim.Adam, torch.optim.SGD with dampening 0 and no Nesterov),
+  and global-norm clipping as torch.nn.utils.clip_grad_norm_.
+
+What it deliberately is not: a trainer. It has no random numbers (the caller
+passes eps), no initialisation scheme and no float32 path.
+
+Dimension letters: B = batch, D = input width, H = a hidden width,
+K = latent width, I / O = a layer's input / output width, P = number of
+parameters.
+
+Parameter layout (the same as vaecore's m.params / m.named_params()):
+    enc.0.W (D, H0), enc.0.b (H0,), ..., enc.mu.W (H_last, K), enc.mu.b (K,),
+    enc.logvar.W (H_last, K), enc.logvar.b (K,)      [VAE only]
+    dec.0.W (K, G0), dec.0.b (G0,), ..., dec.out.W (G_last, D), dec.out.b (D,)
+each W and b stored row-major, one after the other, in this order. A layer
+computes y = x @ W + b; hidden layers then apply the activation, the heads
+(mu, logvar) and dec.out are linear.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTIVATIONS = ("tanh", "relu", "leaky_relu", "sigmoid", "elu")
+LIKELIHOODS = ("gaussian", "bernoulli")
+LEAKY_SLOPE = 0.01  # leaky_relu: y = 0.01 * a for a <= 0
+CLIP_EPS = 1e-6     # clip_grad_norm_: coef = max_norm / (total_norm + 1e-6)
+
+
+@dataclass
+class Config:
+    activation: str = "tanh"     # of every hidden layer, one of ACTIVATIONS
+    likelihood: str = "gaussian"  # "gaussian": squared error of the linear output; "bernoulli": logits
+    beta: float = 1.0            # weight of the KL term (beta-VAE); unused when variational=False
+    variational: bool = True     # False: the plain autoencoder (z = mu, no logvar head, no KL)
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+
+
+# ---------------------------------------------------------------------------
+# elementwise functions
+
+def sigmoid(a):
+    """1 / (1 + exp(-a)) without overflow: exp is only taken of -|a| <= 0."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softplus(a):
+    """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), stable for either sign."""
+    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def activation_forward(a, name):
+    """y = f(a) for the pre-activation a (any shape)."""
+    if name == "tanh":
+        return np.tanh(a)
+    if name == "relu":
+        return np.where(a > 0, a, 0.0)
+    if name == "leaky_relu":
+        return np.where(a > 0, a, LEAKY_SLOPE * a)
+    if name == "sigmoid":
+        return sigmoid(a)
+    if name == "elu":
+        # exp(a) - 1 for a <= 0; min(a, 0) keeps expm1 away from overflow on the unused branch
+        return np.where(a > 0, a, np.expm1(np.minimum(a, 0.0)))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activation_backward(dy, a, name):
+    """da = dy * f'(a), with f' written as a function of the pre-activation a."""
+    if name == "tanh":
+        return dy * (1.0 - np.tanh(a) ** 2)
+    if name == "relu":
+        return dy * (a > 0)
+    if name == "leaky_relu":
+        return dy * np.where(a > 0, 1.0, LEAKY_SLOPE)
+    if name == "sigmoid":
+        s = sigmoid(a)
+        return dy * s * (1.0 - s)
+    if name == "elu":
+        return dy * np.where(a > 0, 1.0, np.exp(np.minimum(a, 0.0)))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+# ---------------------------------------------------------------------------
+# per-example losses, each (B, D) or (B, K) -> (B,)
+
+def gaussian_recon(x, out):
+    """sum_j (x_ij - out_ij)^2: x, out (B, D) -> (B,)"""
+    return np.sum((x - out) ** 2, axis=1)
+
+
+def bernoulli_recon(x, logits):
+    """sum_j softplus(l_ij) - x_ij * l_ij, the Bernoulli negative log-likelihood of x
+    under p = sigmoid(l): x, logits (B, D) -> (B,)"""
+    return np.sum(softplus(logits) - x * logits, axis=1)
+
+
+def gaussian_kl(mu, logvar):
+    """KL( N(mu, exp(logvar)) || N(0, 1) ) summed over k: mu, logvar (B, K) -> (B,)"""
+    return -0.5 * np.sum(1.0 + logvar - mu ** 2 - np.exp(logvar), axis=1)
+
+
+# ---------------------------------------------------------------------------
+# linear layers
+
+def linear_forward(inp, W, b):
+    """inp (B, I), W (I, O), b (O,) -> out (B, O)"""
+    return inp @ W + b
+
+
+def linear_backward(dout, inp, W):
+    """dout (B, O), inp (B, I), W (I, O) -> dinp (B, I), dW (I, O), db (O,)"""
+    dinp = dout @ W.T     # (B, I)
+    dW = inp.T @ dout     # (I, O)
+    db = dout.sum(axis=0)  # (O,)
+    return dinp, dW, db
+
+
+# ---------------------------------------------------------------------------
+# the parameter layout
+
+def param_layout(input_dim, latent_dim, hidden, decoder_hidden=None, variational=True):
+    """[(name, shape)] in the order of m.params; decoder_hidden=None means reversed(hidden)."""
+    hidden = tuple(hidden)
+    decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
+    layout = []
+    width = input_dim
+    for i, h in enumerate(hidden):
+        layout += [(f"enc.{i}.W", (width, h)), (f"enc.{i}.b", (h,))]
+        width = h
+    layout += [("enc.mu.W", (width, latent_dim)), ("enc.mu.b", (latent_dim,))]
+    if variational:
+        layout += [("enc.logvar.W", (width, latent_dim)), ("enc.logvar.b", (latent_dim,))]
+    width = latent_dim
+    for i, h in enumerate(decoder_hidden):
+        layout += [(f"dec.{i}.W", (width, h)), (f"dec.{i}.b", (h,))]
+        width = h
+    layout += [("dec.out.W", (width, input_dim)), ("dec.out.b", (input_dim,))]
+    return layout
+
+
+def random_named_params(rng, input_dim, latent_dim, hidden, decoder_hidden=None,
+                        variational=True, bias_scale=0.5):
+    """[(name, array)] in the contract's layout: W ~ N(0, 1/I), b ~ N(0, bias_scale^2).
+    Non-zero biases and unit-variance pre-activations keep every gradient entry lively."""
+    out = []
+    for name, shape in param_layout(input_dim, latent_dim, hidden, decoder_hidden, variational):
+        if name.endswith(".W"):
+            out.append((name, rng.normal(0.0, 1.0 / np.sqrt(shape[0]), size=shape)))
+        else:
+            out.append((name, rng.normal(0.0, bias_scale, size=shape)))
+    return out
+
+
+def _layer_names(names, side):
+    """The hidden-layer prefixes 'enc.0', 'enc.1', ... present in names, checked to be 0..n-1."""
+    idx = sorted(int(n.split(".")[1]) for n in names
+                 if n.startswith(side + ".") and n.split(".")[1].isdigit() and n.endswith(".W"))
+    if idx != list(range(len(idx))):
+        raise ValueError(f"{side} hidden layers must be numbered 0..n-1, got {idx}")
+    return [f"{side}.{i}" for i in idx]
+
+
+# ---------------------------------------------------------------------------
+# the model
+
+class ReferenceVAE:
+    """The reference model. params is a flat float64 copy of the given parameters, in
+    their order; self.p[name] are views into it, so an optimizer step on params shows
+    in every layer, as it does for vaecore's live m.params."""
+
+    def __init__(self, named_params, config=None):
+        self.config = Config() if config is None else config
+        names = [name for name, _ in named_params]
+        arrays = [np.asarray(a, dtype=np.float64) for _, a in named_params]
+        self.names = names
+        self.shapes = [a.shape for a in arrays]
+        self.params = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)  # (P,)
+        self.p = self.unflatten(self.params)
+
+        # the architecture follows from the names; check it is exactly the contract's layout
+        self.enc_layers = _layer_names(names, "enc")
+        self.dec_layers = _layer_names(names, "dec")
+        if "dec.out.b" not in self.p or "enc.mu.b" not in self.p:
+            raise ValueError(f"parameters {names} do not follow the layout: no enc.mu or dec.out")
+        self.input_dim = self.p["dec.out.b"].shape[0]
+        self.latent_dim = self.p["enc.mu.b"].shape[0]
+        hidden = [self.p[n + ".W"].shape[-1] for n in self.enc_layers]
+        dec_hidden = [self.p[n + ".W"].shape[-1] for n in self.dec_layers]
+        expected = param_layout(self.input_dim, self.latent_dim, hidden, dec_hidden,
+                                self.config.variational)
+        if expected != list(zip(self.names, self.shapes)):
+            raise ValueError(f"parameters {list(zip(self.names, self.shapes))} do not follow "
+                             f"the layout {expected} (variational={self.config.variational})")
+
+    # -- flat buffer <-> named views
+    def unflatten(self, flat):
+        """{name: view of flat with that parameter's shape} for a (P,) buffer in our layout."""
+        views, offset = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            n = int(np.prod(shape))
+            views[name] = flat[offset:offset + n].reshape(shape)
+            offset += n
+        assert offset == flat.size
+        return views
+
+    def layer(self, prefix):
+        return self.p[prefix + ".W"], self.p[prefix + ".b"]
+
+    def _layer_backward(self, prefix, dout, inp, grads):
+        """linear_backward of one layer: writes its dW, db into grads, returns dinp (B, I)."""
+        dinp, grads[prefix + ".W"][...], grads[prefix + ".b"][...] = \
+            linear_backward(dout, inp, self.p[prefix + ".W"])
+        return dinp
+
+    # -- the hidden stacks
+    def _hidden_forward(self, h, prefixes):
+        """h (B, I) through the hidden layers; returns the output and a cache per layer."""
+        cache = []
+        for prefix in prefixes:
+            W, b = self.layer(prefix)
+            a = linear_forward(h, W, b)                              # (B, H) pre-activation
+            y = activation_forward(a, self.config.activation)        # (B, H)
+            cache.append((prefix, h, a))
+            h = y
+        return h, cache
+
+    def _hidden_backward(self, dh, cache, grads):
+        """Gradient of the stack's output dh (B, H_last) -> its input's gradient;
+        writes dW, db of every layer into grads."""
+        for prefix, inp, a in reversed(cache):
+            da = activation_backward(dh, a, self.config.activation)  # (B, H)
+            dh = self._layer_backward(prefix, da, inp, grads)        # (B, I)
+        return dh
+
+    # -- the public forward pieces, mirroring vaecore's API
+    def encode(self, x):
+        """x (B, D) -> mu (B, K), logvar (B, K) or None for the autoencoder"""
+        h, _ = self._hidden_forward(np.asarray(x, np.float64), self.enc_layers)
+        mu = linear_forward(h, *self.layer("enc.mu"))
+        logvar = linear_forward(h, *self.layer("enc.logvar")) if self.config.variational else None
+        return mu, logvar
+
+    @staticmethod
+    def reparameterize(mu, logvar, eps):
+        """z = mu + exp(logvar / 2) * eps: all (B, K)"""
+        return mu + np.exp(0.5 * logvar) * eps
+
+    def decode_output(self, z):
+        """z (B, K) -> the linear output of dec.out (B, D): the mean (gaussian) or logits (bernoulli)"""
+        g, _ = self._hidden_forward(np.asarray(z, np.float64), self.dec_layers)
+        return linear_forward(g, *self.layer("dec.out"))
+
+    def decode(self, z):
+        """z (B, K) -> x_mean (B, D): the mean (gaussian) or the probabilities sigmoid(logits)"""
+        out = self.decode_output(z)
+        return sigmoid(out) if self.config.likelihood == "bernoulli" else out
+
+    def preactivations(self, x, eps=None):
+        """Every hidden layer's pre-activation (B, H) for the batch x, for kink checks."""
+        _, cache = self._forward(x, eps)
+        return [a for _, _, a in cache["enc"] + cache["dec"]]
+
+    # -- loss and gradient
+    def _check_eps(self, x, eps):
+        if not self.config.variational:
+            if eps is not None:
+                raise ValueError("eps: the autoencoder takes no noise, got an array")
+            return None
+        if eps is None:
+            raise ValueError("eps: the reference has no random numbers; pass eps of shape (B, K)")
+        eps = np.asarray(eps, np.float64)
+        if eps.shape != (x.shape[0], self.latent_dim):
+            raise ValueError(f"eps: expected shape {(x.shape[0], self.latent_dim)}, got {eps.shape}")
+        return eps
+
+    def _forward(self, x, eps):
+        x = np.asarray(x, np.float64)                                # (B, D)
+        eps = self._check_eps(x, eps)
+        cfg = self.config
+        h, enc_cache = self._hidden_forward(x, self.enc_layers)      # (B, H_last)
+        mu = linear_forward(h, *self.layer("enc.mu"))                # (B, K)
+        if cfg.variational:
+            logvar = linear_forward(h, *self.layer("enc.logvar"))    # (B, K)
+            std = np.exp(0.5 * logvar)                               # (B, K)
+            z = mu + std * eps                                       # (B, K)
+        else:
+            logvar = std = None
+            z = mu                                                   # (B, K)
+        g, dec_cache = self._hidden_forward(z, self.dec_layers)      # (B, G_last)
+        out = linear_forward(g, *self.layer("dec.out"))              # (B, D)
+
+        if cfg.likelihood == "gaussian":
+            recon = gaussian_recon(x, out)                           # (B,)
+        else:
+            recon = bernoulli_recon(x, out)                          # (B,)
+        kl = gaussian_kl(mu, logvar) if cfg.variational else np.zeros_like(recon)  # (B,)
+        beta = cfg.beta if cfg.variational else 0.0
+        stats = {
+            "loss": float(np.mean(recon + beta * kl)),
+            "recon": float(np.mean(recon)),
+            "kl": float(np.mean(kl)),
+        }
+        cache = dict(x=x, eps=eps, h=h, mu=mu, logvar=logvar, std=std, z=z, g=g, out=out,
+                     enc=enc_cache, dec=dec_cache)
+        return stats, cache
+
+    def loss(self, x, eps=None):
+        """{'loss', 'recon', 'kl'}: batch means; loss = mean_i(recon_i + beta * kl_i)."""
+        return self._forward(x, eps)[0]
+
+    def loss_and_grad(self, x, eps=None):
+        """The loss stats and d loss / d params as a flat (P,) float64 vector in our layout."""
+        stats, c = self._forward(x, eps)
+        cfg = self.config
+        x, out = c["x"], c["out"]
+        B = x.shape[0]
+        grad = np.zeros_like(self.params)                            # (P,)
+        grads = self.unflatten(grad)
+
+        # loss = (1/B) sum_i recon_i + (beta/B) sum_i kl_i
+        if cfg.likelihood == "gaussian":
+            dout = 2.0 * (out - x) / B                               # d/dout (x - out)^2 = 2 (out - x)
+        else:
+            dout = (sigmoid(out) - x) / B                            # d/dl softplus(l) - x l = sigmoid(l) - x
+        dg = self._layer_backward("dec.out", dout, c["g"], grads)    # (B, G_last)
+        dz = self._hidden_backward(dg, c["dec"], grads)              # (B, K)
+
+        if cfg.variational:
+            mu, logvar, std, eps = c["mu"], c["logvar"], c["std"], c["eps"]
+            # z = mu + std * eps with std = exp(logvar / 2): dz/dmu = 1, dz/dlogvar = eps * std / 2
+            # kl = -1/2 (1 + logvar - mu^2 - exp(logvar)): dkl/dmu = mu, dkl/dlogvar = (exp(logvar) - 1) / 2
+            dmu = dz + (cfg.beta / B) * mu                           # (B, K)
+            dlogvar = dz * eps * 0.5 * std + (cfg.beta / B) * 0.5 * (np.exp(logvar) - 1.0)  # (B, K)
+            dh = (self._layer_backward("enc.mu", dmu, c["h"], grads)    # (B, H_last): h feeds
+                  + self._layer_backward("enc.logvar", dlogvar, c["h"], grads))  # both heads
+        else:
+            dmu = dz                                                 # z = mu
+            dh = self._layer_backward("enc.mu", dmu, c["h"], grads)  # (B, H_last)
+        self._hidden_backward(dh, c["enc"], grads)                   # d/dx is not needed
+        return stats, grad
+
+    def train_step(self, x, opt, eps=None):
+        """Forward, backward, (clip and) update self.params in place; returns the stats of
+        the forward pass, i.e. before the update."""
+        stats, grad = self.loss_and_grad(x, eps)
+        opt.step(self.params, grad)
+        return stats
+
+
+# ---------------------------------------------------------------------------
+# optimizers (PyTorch semantics), updating a flat float64 buffer in place
+
+def clip_grad_norm(grad, max_norm):
+    """torch.nn.utils.clip_grad_norm_ on one flat gradient: returns (clipped copy, total norm).
+    The norm is the 2-norm over every parameter at once; scaled only when coef < 1."""
+    total = float(np.sqrt(np.sum(grad * grad)))
+    coef = max_norm / (total + CLIP_EPS)
+    return (grad * coef if coef < 1.0 else grad.copy()), total
+
+
+class Adam:
+    """torch.optim.Adam (no weight decay, no amsgrad), with optional clipping first."""
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_norm=None):
+        self.lr, (self.beta1, self.beta2), self.eps, self.clip_norm = lr, betas, eps, clip_norm
+        self.m = np.zeros_like(model.params)  # (P,) first moment
+        self.v = np.zeros_like(model.params)  # (P,) second moment
+        self.t = 0
+
+    def step(self, params, grad):
+        if self.clip_norm is not None:
+            grad, _ = clip_grad_norm(grad, self.clip_norm)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        self.m = b1 * self.m + (1.0 - b1) * grad
+        self.v = b2 * self.v + (1.0 - b2) * grad * grad
+        m_hat = self.m / (1.0 - b1 ** self.t)  # bias-correct both moments
+        v_hat = self.v / (1.0 - b2 ** self.t)
+        params -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class SGD:
+    """torch.optim.SGD (dampening 0, no Nesterov, no weight decay), with optional clipping first."""
+
+    def __init__(self, model, lr, momentum=0.0, clip_norm=None):
+        self.lr, self.momentum, self.clip_norm = lr, momentum, clip_norm
+        self.buf = np.zeros_like(model.params)  # (P,) momentum buffer, starts at 0
+
+    def step(self, params, grad):
+        if self.clip_norm is not None:
+            grad, _ = clip_grad_norm(grad, self.clip_norm)
+        if self.momentum == 0.0:
+            params -= self.lr * grad
+        else:
+            self.buf = self.momentum * self.buf + grad
+            params -= self.lr * self.buf
+
+
+# ---------------------------------------------------------------------------
+# helpers for the tests
+
+def central_difference_grad(f, params, h):
+    """d f / d params by central differences, perturbing the buffer params in place and
+    restoring every entry (also on error). The step divides by the difference of the
+    two float64 points actually evaluated, not by 2h, so the rounding of p +- h is exact."""
+    grad = np.zeros(params.shape, dtype=np.float64)
+    flat = params.reshape(-1)  # a view: params must be contiguous
+    assert np.shares_memory(flat, params)
+    for i in range(flat.size):
+        old = flat[i]
+        try:
+            flat[i] = old + h
+            plus, f_plus = flat[i], f()
+            flat[i] = old - h
+            minus, f_minus = flat[i], f()
+        finally:
+            flat[i] = old
+        grad.reshape(-1)[i] = (f_plus - f_minus) / (float(plus) - float(minus))
+    return grad
+
+
+def rel_error(a, b, floor=0.0, tiny=1e-300):
+    """max|a - b| / max(max|a|, max|b|, floor, tiny): the error relative to the scale of the
+    whole array (or to floor if that is larger), not of each entry; see blockwise_rel_error."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)),
+                floor, tiny)
+    return float(np.max(np.abs(a - b), initial=0.0)) / scale
+
+
+def blockwise_rel_error(a, b, model, floor_fraction=1e-3):
+    """{name: relative error of that parameter's block} for two flat (P,) vectors in
+    model's layout: each block's max |a - b| over its own largest |entry|, or over
+    floor_fraction * the largest |entry| of the whole vector if that is larger.
+
+    Why this and not the alternatives:
+    - entrywise |a_j - b_j| / max(|a_j|, |b_j|) blows up on entries that are (near) zero
+      by cancellation, where the unavoidable absolute error of a finite difference or of
+      float32 arithmetic dominates: it fails correct code;
+    - one norm over the whole vector lets a wrong small block (a late bias, the logvar
+      head) hide under the big ones: it passes wrong code;
+    - per block, each weight or bias tensor must be right at its own scale, which is what
+      a bug in one layer's backward breaks. The floor is for blocks whose gradient is
+      almost nothing (the first layer under four sigmoids, or behind mostly dead ReLUs:
+      1e-5 of the largest entry), which a finite difference can't resolve to 1e-6 of their
+      own size (its absolute noise is ~ eps_machine * |loss| / h). A wrong formula gives
+      an error of the order of the block itself, so even a block at 1e-6 of the largest
+      gradient still fails with an error of 1e-3, far above any tolerance used here."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    floor = floor_fraction * max(float(np.max(np.abs(a), initial=0.0)),
+                                 float(np.max(np.abs(b), initial=0.0)))
+    va, vb = model.unflatten(a), model.unflatten(b)
+    return {name: rel_error(va[name], vb[name], floor) for name in model.names}

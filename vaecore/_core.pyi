@@ -1,0 +1,36 @@
+"""Type stubs of vaecore._core, the C core. Shapes: n rows, D = input_dim,
+K = latent_dim, P = num_params. Every array is C-contiguous of the model's dtype."""
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+_F = NDArray[np.float32 | np.float64]
+
+ACTIVATIONS: Final[tuple[str, ...]]
+LIKELIHOODS: Final[tuple[str, ...]]
+MAX_HIDDEN_LAYERS: Final[int]
+MAX_WIDTH: Final[int]
+
+class Model:
+    def __new__(cls, input_dim: int, latent_dim: int, enc_hidden: tuple[int, ...], dec_hidden: tuple[int, ...],
+                activation: str, likelihood: str, variational: bool, dtype: str, seed: int) -> Model: ...
+    @property
+    def params(self) -> _F: ...                  # (P,) the live buffer
+    @property
+    def num_params(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def config(self) -> dict[str, object]: ...
+    rng_state: tuple[int, int, int, int]
+    def layout(self, /) -> list[tuple[str, int, tuple[int, ...]]]: ...
+    def normal(self, n: int, seed: int | None = None, /) -> _F: ...          # (n, K)
+    def encode(self, x: _F, /) -> tuple[_F, _F | None]: ...                  # (n, D) -> (n, K), (n, K)
+    def decode(self, z: _F, logits: bool = False, /) -> _F: ...             # (n, K) -> (n, D)
+    def reparameterize(self, mu: _F, logvar: _F, eps: _F, /) -> _F: ...      # all (n, K)
+    def loss(self, x: _F, beta: float, eps: _F | None, /) -> tuple[float, float, float]: ...
+    def loss_and_grad(self, x: _F, beta: float, eps: _F | None, /) -> tuple[tuple[float, float, float], _F]: ...
+    def train_step(self, x: _F, beta: float, eps: _F | None, kind: int, lr: float, beta1: float, beta2: float,
+                   adam_eps: float, momentum: float, clip_norm: float, t: int, s1: _F | None, s2: _F | None,
+                   /) -> tuple[float, float, float]: ...
