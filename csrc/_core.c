@@ -47,9 +47,23 @@ typedef struct {
     PyThread_type_lock lock;
 } ModelObject;
 
-/* calls the _f32 or _f64 kernel for the model's dtype */
+/* the instruction set whose kernels run (vae_isa() at import; settable for
+ * tests) and the threads gemm may use (vaecore.set_num_threads) */
+static int g_isa = ISA_DEFAULT;
+static int g_threads = 1;
+
+/* calls the kernel for the model's dtype and the chosen instruction set */
+#ifdef VAE_X86
+#define DISPATCH(m, fn, ...)                                                            \
+    ((m)->typenum == NPY_FLOAT                                                          \
+         ? (g_isa == ISA_AVX512 ? fn##_f32_avx512(__VA_ARGS__)                          \
+            : g_isa == ISA_AVX2 ? fn##_f32_avx2(__VA_ARGS__) : fn##_f32(__VA_ARGS__))   \
+         : (g_isa == ISA_AVX512 ? fn##_f64_avx512(__VA_ARGS__)                          \
+            : g_isa == ISA_AVX2 ? fn##_f64_avx2(__VA_ARGS__) : fn##_f64(__VA_ARGS__)))
+#else
 #define DISPATCH(m, fn, ...) \
     ((m)->typenum == NPY_FLOAT ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
+#endif
 
 /* ---------------------------------------------------------------- errors */
 
@@ -187,7 +201,7 @@ static PyArrayObject *new_matrix(ModelObject *m, npy_intp rows, npy_intp cols)
 /* malloc a work buffer for `rows` rows; sets MemoryError on failure */
 static void *alloc_work(ModelObject *m, VaeWork *W, size_t rows)
 {
-    int err = vae_work(W, &m->L, rows);
+    int err = vae_work(W, &m->L, rows, g_threads);
     if (err || W->total > SIZE_MAX / m->itemsize) {
         set_core_error(VAE_ERR_OVERFLOW, "work buffer");
         return NULL;
@@ -403,7 +417,7 @@ static PyObject *Model_encode(ModelObject *m, PyObject *x_obj)
     const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K;
     for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
         size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
-        vae_work(&W, L, rows);
+        vae_work(&W, L, rows, W.threads);
         DISPATCH(m, vae_encode, L, &W, ws, PyArray_DATA(m->params),
                  (void *)((char *)PyArray_DATA(x) + r * D * m->itemsize), rows);
         memcpy((char *)PyArray_DATA(mu) + r * K * m->itemsize,
@@ -450,7 +464,7 @@ static PyObject *Model_decode(ModelObject *m, PyObject *args)
     const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K, isz = m->itemsize;
     for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
         size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
-        vae_work(&W, L, rows);
+        vae_work(&W, L, rows, W.threads);
         memcpy((char *)ws + W.z * isz, (char *)PyArray_DATA(z) + r * K * isz, rows * K * isz);
         DISPATCH(m, vae_decode, L, &W, ws, PyArray_DATA(m->params), rows);
         char *dst = (char *)PyArray_DATA(out) + r * D * isz;
@@ -524,7 +538,7 @@ static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps
     for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
         size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
         const void *xr = (char *)PyArray_DATA(x) + r * D * isz;
-        vae_work(&W, L, rows);
+        vae_work(&W, L, rows, W.threads);
         if (eps) memcpy((char *)ws + W.eps * isz, (char *)PyArray_DATA(eps) + r * K * isz, rows * K * isz);
         DISPATCH(m, vae_forward, L, &W, ws, params, xr, rows);
         DISPATCH(m, vae_loss, st, L, &W, ws, xr, rows, beta);
@@ -662,7 +676,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
         return PyErr_Format(PyExc_ValueError, "eps must not share memory with the parameters or optimizer state");
 
     VaeWork W;
-    int err = vae_work(&W, L, (size_t)n);
+    int err = vae_work(&W, L, (size_t)n, g_threads);
     if (err || W.total > SIZE_MAX / m->itemsize) return set_core_error(VAE_ERR_OVERFLOW, "train_step");
 
     lock_model(m);
@@ -818,11 +832,165 @@ static PyType_Spec Model_spec = {
     .slots = Model_slots,
 };
 
+/* ---------------------------------------------------- module functions */
+
+PyDoc_STRVAR(set_num_threads_doc,
+"set_num_threads(n, /)\n--\n\n"
+"Let the matrix products of every model use up to n threads (1 to 256).\n"
+"Results do not depend on n: threads split the columns of each product.");
+
+static PyObject *core_set_num_threads(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    long n = PyLong_Check(arg) && !PyBool_Check(arg) ? PyLong_AsLong(arg) : -1;
+    if (n == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (n < 1 || n > VAE_MAX_THREADS)
+        return PyErr_Format(PyExc_ValueError, "n must be an int in [1, %d], got %R", VAE_MAX_THREADS, arg);
+#ifndef _OPENMP
+    if (n > 1)
+        return PyErr_Format(PyExc_ValueError, "this build of vaecore has no OpenMP: n must be 1, got %ld", n);
+#endif
+    g_threads = (int)n;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(get_num_threads_doc,
+"get_num_threads($module, /)\n--\n\n"
+"The number of threads the matrix products may use.");
+
+static PyObject *core_get_num_threads(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(g_threads);
+}
+
+PyDoc_STRVAR(get_isa_doc,
+"get_isa($module, /)\n--\n\n"
+"The instruction set whose kernels run: 'baseline', 'avx2+fma' or 'avx512f+fma'.");
+
+static PyObject *core_get_isa(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    return PyUnicode_FromString(vae_isa_name(g_isa));
+}
+
+PyDoc_STRVAR(set_isa_doc,
+"set_isa(name, /)\n--\n\n"
+"Run the kernels of another instruction set ('baseline' always works; the\n"
+"others only where the CPU has them). For tests and benchmarks.");
+
+static PyObject *core_set_isa(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name) {
+        PyErr_Clear();
+        return PyErr_Format(PyExc_TypeError, "name must be a str, got %.200s", Py_TYPE(arg)->tp_name);
+    }
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (strcmp(name, vae_isa_name(isa)) == 0) {
+            if (isa > vae_isa())
+                return PyErr_Format(PyExc_ValueError, "this CPU cannot run '%s' (the best it has is '%s')",
+                                    name, vae_isa_name(vae_isa()));
+            g_isa = isa;
+            Py_RETURN_NONE;
+        }
+    }
+    return PyErr_Format(PyExc_ValueError, "name must be 'baseline', 'avx2+fma' or 'avx512f+fma', got '%s'", name);
+}
+
+/* a 2-D C-contiguous float32/float64 array, borrowed, or NULL with an exception */
+static PyArrayObject *check_float_matrix(PyObject *obj, const char *name)
+{
+    if (!PyArray_Check(obj))
+        return (PyArrayObject *)PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %.200s",
+                                             name, Py_TYPE(obj)->tp_name);
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int tn = PyArray_TYPE(a);
+    if ((tn != NPY_FLOAT && tn != NPY_DOUBLE) || PyArray_NDIM(a) != 2 || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a))
+        return (PyArrayObject *)PyErr_Format(PyExc_TypeError,
+                                             "%s must be a 2-D C-contiguous float32 or float64 array", name);
+    return a;
+}
+
+PyDoc_STRVAR(matmul_doc,
+"matmul(a, b, trans_a=False, trans_b=False, reference=False, /)\n--\n\n"
+"op(a) @ op(b) by the C core's fast gemm, or by its plain triple loop with\n"
+"reference=True (op transposes when trans_* is true). For tests and benchmarks.");
+
+static PyObject *core_matmul(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    PyObject *ao, *bo;
+    int ta = 0, tb = 0, ref = 0;
+    if (!PyArg_ParseTuple(args, "OO|ppp:matmul", &ao, &bo, &ta, &tb, &ref)) return NULL;
+    PyArrayObject *a = check_float_matrix(ao, "a"), *b = a ? check_float_matrix(bo, "b") : NULL;
+    if (!a || !b) return NULL;
+    if (PyArray_TYPE(a) != PyArray_TYPE(b))
+        return PyErr_Format(PyExc_TypeError, "a and b must have the same dtype");
+    npy_intp M = ta ? PyArray_DIM(a, 1) : PyArray_DIM(a, 0), K = ta ? PyArray_DIM(a, 0) : PyArray_DIM(a, 1);
+    npy_intp Kb = tb ? PyArray_DIM(b, 1) : PyArray_DIM(b, 0), N = tb ? PyArray_DIM(b, 0) : PyArray_DIM(b, 1);
+    if (K != Kb)
+        return PyErr_Format(PyExc_ValueError, "inner dimensions differ: op(a) is (%zd, %zd), op(b) is (%zd, %zd)",
+                            (Py_ssize_t)M, (Py_ssize_t)K, (Py_ssize_t)Kb, (Py_ssize_t)N);
+    int tn = PyArray_TYPE(a);
+    size_t isz = tn == NPY_FLOAT ? sizeof(float) : sizeof(double);
+    npy_intp dims[2] = {M, N};
+    PyArrayObject *c = (PyArrayObject *)PyArray_ZEROS(2, dims, tn, 0);
+    if (!c) return NULL;
+    int threads = g_threads;
+    size_t pack_len = vae_pack_len((size_t)N);
+    void *pack = malloc(pack_len * (size_t)threads * isz + 1);
+    if (!pack) {
+        Py_DECREF(c);
+        return PyErr_NoMemory();
+    }
+    ModelObject fake;   /* DISPATCH reads only typenum */
+    fake.typenum = tn;
+    ModelObject *m = &fake;
+    Py_BEGIN_ALLOW_THREADS
+    DISPATCH(m, vae_matmul, PyArray_DATA(c), PyArray_DATA(a), PyArray_DATA(b), (size_t)M, (size_t)N, (size_t)K,
+             ta, tb, ref, pack, pack_len, threads);
+    Py_END_ALLOW_THREADS
+    free(pack);
+    return (PyObject *)c;
+}
+
+PyDoc_STRVAR(activation_doc,
+"activation(a, name, /)\n--\n\n"
+"A copy of the 2-D float array a passed through the named activation exactly as\n"
+"the layers compute it (the vectorized exp-based versions). For tests.");
+
+static PyObject *core_activation(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    PyObject *ao;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "Os:activation", &ao, &name)) return NULL;
+    PyArrayObject *a = check_float_matrix(ao, "a");
+    if (!a) return NULL;
+    int act = lookup_name(name, ACT_NAMES, ACT_COUNT, "name");
+    if (act < 0) return NULL;
+    PyArrayObject *out = (PyArrayObject *)PyArray_NewCopy(a, NPY_CORDER);
+    if (!out) return NULL;
+    ModelObject fake;
+    fake.typenum = PyArray_TYPE(a);
+    ModelObject *m = &fake;
+    DISPATCH(m, vae_activation, PyArray_DATA(out), (size_t)PyArray_SIZE(out), act);
+    return (PyObject *)out;
+}
+
+static PyMethodDef core_methods[] = {
+    {"set_num_threads", (PyCFunction)core_set_num_threads, METH_O, set_num_threads_doc},
+    {"get_num_threads", (PyCFunction)core_get_num_threads, METH_NOARGS, get_num_threads_doc},
+    {"get_isa", (PyCFunction)core_get_isa, METH_NOARGS, get_isa_doc},
+    {"set_isa", (PyCFunction)core_set_isa, METH_O, set_isa_doc},
+    {"matmul", (PyCFunction)core_matmul, METH_VARARGS, matmul_doc},
+    {"activation", (PyCFunction)core_activation, METH_VARARGS, activation_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 /* -------------------------------------------------------------- module */
 
 static int core_exec(PyObject *module)
 {
     if (PyArray_ImportNumPyAPI() < 0) return -1;
+    g_isa = vae_isa();
     PyObject *type = PyType_FromModuleAndSpec(module, &Model_spec, NULL);
     if (!type) return -1;
     if (PyModule_AddObject(module, "Model", type) < 0) {
@@ -835,6 +1003,11 @@ static int core_exec(PyObject *module)
     if (PyModule_AddObject(module, "LIKELIHOODS", liks) < 0) { Py_XDECREF(liks); return -1; }
     if (PyModule_AddIntConstant(module, "MAX_HIDDEN_LAYERS", VAE_MAX_HIDDEN) < 0) return -1;
     if (PyModule_AddIntConstant(module, "MAX_WIDTH", VAE_MAX_WIDTH) < 0) return -1;
+#ifdef _OPENMP
+    if (PyModule_AddIntConstant(module, "HAVE_OPENMP", 1) < 0) return -1;
+#else
+    if (PyModule_AddIntConstant(module, "HAVE_OPENMP", 0) < 0) return -1;
+#endif
     return 0;
 }
 
@@ -852,6 +1025,7 @@ static struct PyModuleDef core_module = {
     .m_name = "vaecore._core",
     .m_doc = core_doc,
     .m_size = 0,
+    .m_methods = core_methods,
     .m_slots = core_slots,
 };
 

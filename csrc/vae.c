@@ -71,7 +71,15 @@ int vae_layout(VaeLayout *L, const VaeConfig *cfg)
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
 }
 
-int vae_work(VaeWork *W, const VaeLayout *L, size_t B)
+/* one thread's packing buffer for products with at most max_n columns */
+size_t vae_pack_len(size_t max_n)
+{
+    size_t nc = max_n < GEMM_NC_MAX ? max_n : GEMM_NC_MAX;
+    nc = (nc + GEMM_NR_MAX - 1) / GEMM_NR_MAX * GEMM_NR_MAX;
+    return (size_t)GEMM_MC_MAX * GEMM_KC + (size_t)GEMM_KC * nc + VAE_PACK_SLACK;
+}
+
+int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads)
 {
     const VaeConfig *c = &L->cfg;
     size_t n = 0;
@@ -88,6 +96,27 @@ int vae_work(VaeWork *W, const VaeLayout *L, size_t B)
     W->gb = n;      err |= add_mul(&n, B, (size_t)L->max_width);
     W->gmu = n;     err |= add_mul(&n, B, (size_t)c->K);
     W->glogvar = n; err |= add_mul(&n, B, (size_t)c->K);
+    if (threads < 1) threads = 1;
+    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
+    W->threads = threads;
+    W->pack_len = vae_pack_len((size_t)L->max_width);
+    W->pack = n;    err |= add_mul(&n, (size_t)threads, W->pack_len);
     W->total = n;
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
+}
+
+int vae_isa(void)
+{
+#ifdef VAE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
+#endif
+    return ISA_DEFAULT;
+}
+
+const char *vae_isa_name(int isa)
+{
+    static const char *names[ISA_COUNT] = {"baseline", "avx2+fma", "avx512f+fma"};
+    return isa >= 0 && isa < ISA_COUNT ? names[isa] : "unknown";
 }

@@ -24,6 +24,10 @@
 
 #include "rng.h"
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define VAE_X86 1   /* compile the AVX2 and AVX-512 kernels, chosen at run time */
+#endif
+
 /* error codes; csrc/_core.c turns each into a Python exception */
 enum {
     VAE_OK = 0,
@@ -79,8 +83,24 @@ typedef struct {
     size_t out;                      /* (B, D) mean (gaussian) or logits (bernoulli) */
     size_t ga, gb;                   /* (B, max_width) two scratch gradients, ping-pong */
     size_t gmu, glogvar;             /* (B, K) */
+    size_t pack;                     /* threads x pack_len: gemm's packing buffers */
+    size_t pack_len;                 /* elements of one thread's packing buffer */
+    int threads;                     /* threads gemm may use */
     size_t total;                    /* elements in the whole buffer */
 } VaeWork;
+
+/* gemm's blocking (gemm.inc): depth of a block, and upper bounds over the
+ * instruction sets of its rows (MC = 24 MR, MR <= 16), of a micro-tile's
+ * columns (NR) and of a block's columns */
+#define GEMM_KC 256
+#define GEMM_MC_MAX (24 * 16)
+#define GEMM_NR_MAX 32
+#define GEMM_NC_MAX 2048
+/* a product with fewer multiply-adds than this runs on one thread */
+#define VAE_PARALLEL_MIN_MACS (1 << 20)
+/* elements a packing buffer keeps spare to align its start to 64 bytes */
+#define VAE_PACK_SLACK 64
+#define VAE_MAX_THREADS 256
 
 /* batch means of the per-example losses */
 typedef struct { double loss, recon, kl; } VaeStats;
@@ -95,13 +115,22 @@ typedef struct {
 } VaeOptim;
 
 int vae_layout(VaeLayout *L, const VaeConfig *cfg);
-int vae_work(VaeWork *W, const VaeLayout *L, size_t B);
+int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads);
+size_t vae_pack_len(size_t max_n);
 
-/* The typed kernels. The template files (layers.inc, vae.inc, optim.inc)
- * are compiled twice: vae_f32.c with real = float, vae_f64.c with double. */
+/* instruction sets with their own compiled kernels; vae_isa() picks the best
+ * one this CPU runs */
+enum { ISA_DEFAULT = 0, ISA_AVX2, ISA_AVX512, ISA_COUNT };
+int vae_isa(void);
+const char *vae_isa_name(int isa);
+
+/* The typed kernels. The template files (gemm.inc, layers.inc, vae.inc,
+ * optim.inc) are compiled once per float type and instruction set:
+ * vae_f32.c (real = float, baseline), vae_f32_avx2.c, vae_f32_avx512.c and the
+ * same for f64; S is the suffix (f32, f32_avx2, ...). */
 #define VAE_DECLARE(real, S)                                                              \
     void vae_encode_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
-                       const real *x, size_t B);                                          \
+                        const real *x, size_t B);                                         \
     void vae_reparameterize_##S(real *z, const real *mu, const real *logvar,              \
                                 const real *eps, size_t n);                               \
     void vae_decode_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
@@ -119,9 +148,17 @@ int vae_work(VaeWork *W, const VaeLayout *L, size_t B);
     void vae_normal_##S(real *out, size_t n, Rng *rng);                                   \
     ptrdiff_t vae_find_nonfinite_##S(const real *a, size_t n);                            \
     ptrdiff_t vae_find_outside_unit_##S(const real *a, size_t n);                         \
-    void vae_sigmoid_##S(real *a, size_t n);
+    void vae_sigmoid_##S(real *a, size_t n);                                              \
+    void vae_matmul_##S(real *C, const real *A, const real *B, size_t M, size_t N, size_t K, \
+                        int trans_a, int trans_b, int reference, real *pack, size_t pack_len, \
+                        int threads);                                                     \
+    void vae_activation_##S(real *a, size_t n, int act);
 
 VAE_DECLARE(float, f32)
 VAE_DECLARE(double, f64)
+VAE_DECLARE(float, f32_avx2)
+VAE_DECLARE(double, f64_avx2)
+VAE_DECLARE(float, f32_avx512)
+VAE_DECLARE(double, f64_avx512)
 
 #endif

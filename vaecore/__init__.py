@@ -12,13 +12,14 @@ holds the models' Python API, the training loop, data sets and plots.
 >>> hist = vaecore.fit(m, X, epochs=5, beta=0.05, progress=False)
 """
 from . import datasets, metrics
+from ._core import get_num_threads, set_num_threads
 from .model import AE, SGD, VAE, Adam, Optimizer
 from .train import History, fit
 
 __version__ = "0.1.0"
 
 __all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "metrics", "plot",
-           "__version__"]
+           "set_num_threads", "get_num_threads", "__version__"]
 
 
 def __getattr__(name):

@@ -1,0 +1,172 @@
+"""The fast kernels of the C core against their plain references.
+
+gemm (packed, register-blocked, threaded) against the triple loop it replaces
+and against NumPy, for every instruction set this CPU runs, both dtypes,
+transposes, edge sizes and thread counts; the vectorized exp-based
+activations against NumPy's; whole training runs bitwise independent of the
+thread count.
+"""
+import numpy as np
+import pytest
+
+import vaecore
+from vaecore import _core
+
+ISAS = [isa for isa in ("baseline", "avx2+fma", "avx512f+fma")
+        if isa == "baseline" or _core.get_isa() in ("avx512f+fma",) or isa == _core.get_isa()]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = _core.get_isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    if request.param > 1 and not _core.HAVE_OPENMP:
+        pytest.skip("this build has no OpenMP")
+    before = _core.get_num_threads()
+    _core.set_num_threads(request.param)
+    yield request.param
+    _core.set_num_threads(before)
+
+
+# sizes around the micro-tile edges (MR = 6 or 14, NR = 8..32), the depth
+# block (KC = 256) and a case large enough to be split among threads
+SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 300),
+          (64, 64, 64), (130, 70, 513), (3, 1100, 20), (256, 300, 260)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_matches_reference_loop_and_numpy(isa, threads, dtype, ta, tb):
+    rng = np.random.default_rng(0)
+    for M, N, K in SHAPES:
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+        exact = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        fast = _core.matmul(a, b, ta, tb)
+        ref = _core.matmul(a, b, ta, tb, True)
+        # both sum K products of N(0, 1) numbers: the rounding error grows like
+        # sqrt(K) ulps of the terms; 8 sqrt(K) eps bounds it with room
+        tol = 8 * np.sqrt(K) * np.finfo(dtype).eps
+        assert fast.dtype == dtype and fast.shape == (M, N)
+        assert np.abs(fast - exact).max() <= tol * max(1.0, np.abs(exact).max()), (M, N, K)
+        assert np.abs(ref - exact).max() <= tol * max(1.0, np.abs(exact).max()), (M, N, K)
+
+
+def test_gemm_is_bitwise_independent_of_threads():
+    if not _core.HAVE_OPENMP:
+        pytest.skip("this build has no OpenMP")
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300, 700)).astype(np.float32)
+    b = rng.standard_normal((700, 900)).astype(np.float32)
+    out = []
+    for t in (1, 2, 3):
+        _core.set_num_threads(t)
+        out.append(_core.matmul(a, b))
+    _core.set_num_threads(1)
+    assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes()
+
+
+def test_matmul_rejects_bad_input():
+    a = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        _core.matmul(a, a)
+    with pytest.raises(TypeError, match="same dtype"):
+        _core.matmul(a, np.zeros((4, 2)))
+    with pytest.raises(TypeError, match="2-D C-contiguous"):
+        _core.matmul(a.T, a)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        _core.matmul([[1.0]], a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_are_accurate(isa, dtype):
+    # The exp-based tanh, sigmoid and elu have outputs in [-1, 1] (elu's
+    # negative side); their absolute error, measured at most 0.75 eps (float32)
+    # and 1.0 eps (float64) on this grid, must stay within 2 eps. The rectifiers
+    # and elu's positive side are exact.
+    x = np.concatenate([np.linspace(-30, 30, 20001), np.geomspace(1e-12, 1, 500),
+                        -np.geomspace(1e-12, 1, 500), [0.0, -0.0, 80.0, -80.0, 200.0, -200.0]])
+    x = x.astype(dtype)[None, :]
+    x64 = x.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    truth = {
+        "tanh": np.tanh(x64),
+        "sigmoid": 1 / (1 + np.exp(-x64)),
+        "elu": np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0))),
+        "relu": np.maximum(x64, 0),
+        "leaky_relu": np.where(x64 > 0, x64, x.astype(np.float64) * np.float64(dtype(0.01))),
+    }
+    for name, want in truth.items():
+        got = _core.activation(x, name).astype(np.float64)
+        bounded = np.abs(want) <= 1
+        assert np.abs(got - want)[bounded].max() <= 2 * eps, name
+        exact = ~bounded
+        if name in ("relu", "elu"):
+            assert np.array_equal(got[exact], want[exact]), name
+        elif name == "leaky_relu":
+            assert np.allclose(got[exact], want[exact], rtol=eps, atol=0), name
+    for name in ("tanh", "sigmoid", "elu"):
+        assert np.isnan(_core.activation(np.array([[np.nan]], dtype), name)[0, 0]), name
+
+
+def test_softplus_loss_is_accurate_for_extreme_logits(isa):
+    # a decoder whose logits are huge and tiny: the Bernoulli loss stays exact
+    m = vaecore.VAE(3, 1, hidden=(), decoder_hidden=(), likelihood="bernoulli", dtype="float64")
+    named = dict(m.named_params())
+    named["dec.out.W"][...] = 0
+    named["dec.out.b"][...] = [-60.0, 0.5, 45.0]
+    x = np.array([[1.0, 0.3, 0.0]])
+    st = m.loss(x, eps=np.zeros((1, 1)))
+    l = named["dec.out.b"]
+    want = np.sum(np.logaddexp(0, l) - x[0] * l)
+    assert st["recon"] == pytest.approx(want, rel=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_is_bitwise_independent_of_threads(dtype):
+    if not _core.HAVE_OPENMP:
+        pytest.skip("this build has no OpenMP")
+    X = np.random.default_rng(0).random((512, 300))
+    results = []
+    for t in (1, 2):
+        vaecore.set_num_threads(t)
+        m = vaecore.VAE(300, 8, hidden=(512, 256), activation="relu", dtype=dtype, seed=2)
+        vaecore.fit(m, X, epochs=2, batch_size=256, progress=False)
+        results.append(m.params.tobytes())
+    vaecore.set_num_threads(1)
+    assert results[0] == results[1]
+
+
+def test_every_isa_trains_to_the_same_gradients():
+    # the ISAs differ only by rounding (FMA, summation order inside gemm)
+    m = vaecore.VAE(7, 3, hidden=(40, 20), activation="elu", likelihood="bernoulli", dtype="float64", seed=1)
+    x = (np.random.default_rng(0).random((33, 7)) > 0.5).astype(float)
+    eps = np.random.default_rng(1).standard_normal((33, 3))
+    before = _core.get_isa()
+    grads = {}
+    for isa in ISAS:
+        _core.set_isa(isa)
+        grads[isa] = m.loss_and_grad(x, beta=0.3, eps=eps)[1]
+    _core.set_isa(before)
+    g0 = grads["baseline"]
+    for g in grads.values():
+        assert np.abs(g - g0).max() <= 1e-12 * np.abs(g0).max()
+
+
+def test_threads_and_isa_api():
+    assert vaecore.get_num_threads() >= 1
+    with pytest.raises(ValueError, match=r"n must be an int in \[1, 256\]"):
+        vaecore.set_num_threads(0)
+    with pytest.raises(ValueError):
+        vaecore.set_num_threads(True)
+    with pytest.raises(ValueError, match="name must be 'baseline'"):
+        _core.set_isa("sse9")
+    with pytest.raises(TypeError):
+        _core.set_isa(3)
+    assert _core.get_isa() in ("baseline", "avx2+fma", "avx512f+fma")
