@@ -45,7 +45,8 @@ core = Extension(
     # numpy>=1.25 is the runtime floor, so hide every API deprecated before 1.25.
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
     # -ffp-contract=fast lets a*b+c become one FMA where the instruction set has it
-    extra_compile_args=["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno", "-ffp-contract=fast"]
+    extra_compile_args=["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno", "-fno-trapping-math",
+                        "-ffp-contract=fast"]
     + (["-fopenmp"] if openmp else ["-Wno-unknown-pragmas"]),
     extra_link_args=["-fopenmp"] if openmp else [],
 )
