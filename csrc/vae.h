@@ -96,6 +96,8 @@ typedef struct {
 #define GEMM_MC_MAX (24 * 16)
 #define GEMM_NR_MAX 32
 #define GEMM_NC_MAX 2048
+/* a product with fewer multiply-adds than this uses the short micro-tile */
+#define VAE_SMALL_GEMM_MACS (1 << 24)
 /* a product with fewer multiply-adds than this runs on one thread */
 #define VAE_PARALLEL_MIN_MACS (1 << 20)
 /* elements a packing buffer keeps spare to align its start to 64 bytes */

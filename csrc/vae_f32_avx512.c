@@ -15,6 +15,7 @@
 #define REAL_IS_DOUBLE 0
 #define VBYTES 64
 #define GEMM_MR 14
+#define GEMM_MR_SMALL 8
 #define S(name) name##_f32_avx512
 
 #include "kernels.inc"
