@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <pythread.h>
 #include <string.h>
+#include <time.h>
 
 #include <numpy/arrayobject.h>
 /* NumPy pulls in <complex.h>, whose I macro would clash with the layer width I of vae.h */
@@ -534,7 +535,6 @@ static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps
     Py_BEGIN_ALLOW_THREADS
     const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K, isz = m->itemsize;
     const void *params = PyArray_DATA(m->params);
-    if (grads) memset(grads, 0, L->num_params * isz);
     for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
         size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
         const void *xr = (char *)PyArray_DATA(x) + r * D * isz;
@@ -542,7 +542,8 @@ static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps
         if (eps) memcpy((char *)ws + W.eps * isz, (char *)PyArray_DATA(eps) + r * K * isz, rows * K * isz);
         DISPATCH(m, vae_forward, L, &W, ws, params, xr, rows);
         DISPATCH(m, vae_loss, st, L, &W, ws, xr, rows, beta);
-        if (grads) DISPATCH(m, vae_backward, grads, L, &W, ws, params, xr, rows, beta, 1.0 / (double)n);
+        if (grads) DISPATCH(m, vae_backward, grads, L, &W, ws, params, xr, rows, beta, 1.0 / (double)n,
+                            r > 0, NULL);
     }
     Py_END_ALLOW_THREADS
     free(ws);
@@ -975,7 +976,58 @@ static PyObject *core_activation(PyObject *Py_UNUSED(mod), PyObject *args)
     return (PyObject *)out;
 }
 
+PyDoc_STRVAR(gemm_bench_doc,
+"gemm_bench(M, N, K, repeats=10, dtype='float32', /)\n--\n\n"
+"Seconds per call of the fast gemm C (M, N) = A (M, K) @ B (K, N), the best of\n"
+"repeats calls on buffers allocated and touched once (so no allocation or page\n"
+"fault is timed), with the current thread count. For benchmarks.");
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static PyObject *core_gemm_bench(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    Py_ssize_t M, N, K, repeats = 10;
+    const char *dtype = "float32";
+    if (!PyArg_ParseTuple(args, "nnn|ns:gemm_bench", &M, &N, &K, &repeats, &dtype)) return NULL;
+    if (M < 1 || N < 1 || K < 1 || M > 65536 || N > 65536 || K > 65536)
+        return PyErr_Format(PyExc_ValueError, "M, N and K must be in [1, 65536], got %zd, %zd, %zd", M, N, K);
+    if (repeats < 1) return PyErr_Format(PyExc_ValueError, "repeats must be >= 1, got %zd", repeats);
+    ModelObject fake;
+    if (strcmp(dtype, "float32") == 0) fake.typenum = NPY_FLOAT;
+    else if (strcmp(dtype, "float64") == 0) fake.typenum = NPY_DOUBLE;
+    else return PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
+    ModelObject *m = &fake;
+    size_t isz = fake.typenum == NPY_FLOAT ? sizeof(float) : sizeof(double);
+    int threads = g_threads;
+    size_t pack_len = vae_pack_len((size_t)N);
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    char *buf = malloc((na + nb + nc + pack_len * (size_t)threads) * isz);
+    if (!buf) return PyErr_NoMemory();
+    double best = 1e300;
+    Py_BEGIN_ALLOW_THREADS
+    Rng rng;
+    rng_seed(&rng, 1);
+    DISPATCH(m, vae_normal, (void *)buf, na + nb, &rng);
+    memset(buf + (na + nb) * isz, 0, (nc + pack_len * (size_t)threads) * isz);
+    void *A = buf, *B = buf + na * isz, *C = buf + (na + nb) * isz, *pack = buf + (na + nb + nc) * isz;
+    for (Py_ssize_t r = 0; r <= repeats; r++) {
+        double t0 = monotonic_seconds();
+        DISPATCH(m, vae_matmul, C, A, B, (size_t)M, (size_t)N, (size_t)K, 0, 0, 0, pack, pack_len, threads);
+        double dt = monotonic_seconds() - t0;
+        if (r > 0 && dt < best) best = dt;   /* r = 0 warms the caches up */
+    }
+    Py_END_ALLOW_THREADS
+    free(buf);
+    return PyFloat_FromDouble(best);
+}
+
 static PyMethodDef core_methods[] = {
+    {"gemm_bench", (PyCFunction)core_gemm_bench, METH_VARARGS, gemm_bench_doc},
     {"set_num_threads", (PyCFunction)core_set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", (PyCFunction)core_get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"get_isa", (PyCFunction)core_get_isa, METH_NOARGS, get_isa_doc},

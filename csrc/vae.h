@@ -141,7 +141,7 @@ const char *vae_isa_name(int isa);
                       const real *x, size_t B, double beta);                              \
     void vae_backward_##S(real *grads, const VaeLayout *L, const VaeWork *W, real *ws,     \
                           const real *params, const real *x, size_t B, double beta,        \
-                          double scale);                                                  \
+                          double scale, int accumulate, double *sq);                      \
     void vae_forward_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
                          const real *x, size_t B);                                        \
     int vae_train_step_##S(VaeStats *st, const VaeLayout *L, const VaeWork *W, real *ws,   \
