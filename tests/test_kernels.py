@@ -34,10 +34,12 @@ def threads(request):
     _core.set_num_threads(before)
 
 
-# sizes around the micro-tile edges (MR = 6 or 14, NR = 8..32), the depth
-# block (KC = 256) and a case large enough to be split among threads
+# sizes around the micro-tile edges (MR = 6, 8 or 14, NR = 8..32), the depth
+# block (KC = 256), thin products computed as C^T = B^T A^T (N of 1 to 5),
+# and a case large enough to be split among threads
 SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 300),
-          (64, 64, 64), (130, 70, 513), (3, 1100, 20), (256, 300, 260)]
+          (64, 64, 64), (130, 70, 513), (3, 1100, 20), (256, 300, 260),
+          (64, 2, 64), (200, 5, 33), (33, 1, 300), (1500, 3, 40)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
