@@ -96,6 +96,8 @@ typedef struct {
 #define GEMM_MC_MAX (24 * 16)
 #define GEMM_NR_MAX 32
 #define GEMM_NC_MAX 2048
+/* a product with fewer multiply-adds than this skips packing where it can */
+#define VAE_DIRECT_GEMM_MACS (1 << 19)
 /* a product with fewer multiply-adds than this uses the short micro-tile */
 #define VAE_SMALL_GEMM_MACS (1 << 24)
 /* a product with fewer multiply-adds than this runs on one thread */
