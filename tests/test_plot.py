@@ -336,6 +336,23 @@ def test_curves_three_panels():
     np.testing.assert_allclose(y, hist.kl)
 
 
+@pytest.mark.parametrize(
+    "beta, title",
+    [
+        (None, "Loss (negative ELBO)"),
+        (np.ones(3), "Loss (negative ELBO)"),
+        (np.full(3, 0.05), "Loss (recon + beta KL)"),
+        (np.array([0.0, 0.5, 1.0]), "Loss (recon + beta KL)"),  # KL warm-up
+    ],
+)
+def test_curves_loss_title_follows_beta(beta, title):
+    hist = {"loss": [3, 2, 1], "recon": [2, 1.5, 0.8], "kl": [1, 0.5, 0.2]}
+    if beta is not None:
+        hist["beta"] = beta
+    main = _check(plot.curves(hist), n_titled=3)
+    assert main[0].get_title() == title
+
+
 def test_curves_mapping_with_validation_series():
     hist = dict(loss=[3, 2, 1], recon=[2, 1.5, 0.8], kl=[1, 0.5, 0.2], val_loss=[3.2, 2.4, 1.5])
     fig = plot.curves(hist)

@@ -819,7 +819,10 @@ def curves(hist, title="Training curves"):
         Training history with 1-D array attributes (or keys) ``loss``,
         ``recon`` and ``kl`` of equal length, one value per epoch. If it
         also has ``val_loss``, ``val_recon`` or ``val_kl`` of the same
-        length, they are drawn dashed as "validation".
+        length, they are drawn dashed as "validation". If it has ``beta``
+        (as :class:`vaecore.History` does) and beta is not 1 in every
+        epoch, the loss panel is titled "Loss (recon + beta KL)" rather
+        than "Loss (negative ELBO)", which it then is not.
     title : str, default "Training curves"
         Figure title.
 
@@ -845,10 +848,14 @@ def curves(hist, title="Training curves"):
     if n_epochs < 1:
         raise ValueError("hist holds no epochs: loss, recon and kl are empty")
     epochs = np.arange(1, n_epochs + 1)
+    panels = list(_CURVE_PANELS)
+    beta = _history_field(hist, "beta")
+    if beta is not None and len(beta) == n_epochs and np.any(beta != 1.0):
+        panels[0] = ("loss", "Loss (recon + beta KL)", panels[0][2])  # the negative ELBO only when beta = 1
     fig = _new_figure(12.0, 3.6)
     axes = fig.subplots(1, 3)
     marker = "o" if n_epochs <= 30 else None  # markers only while they do not crowd
-    for ax, (key, label, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
+    for ax, (key, label, ylabel) in zip(axes, panels, strict=True):
         ax.plot(epochs, series[key], marker=marker, markersize=3, label="train")
         val = _history_field(hist, "val_" + key)
         if val is not None:

@@ -1,0 +1,80 @@
+"""Every notebook runs top to bottom in a fresh kernel, without an error.
+
+Each notebook in notebooks/ is read and executed *in memory* with nbclient,
+with a temporary folder as its working directory, so the committed files are
+never rewritten and nothing is written next to them. A notebook fails when:
+
+- a cell raises (nbclient's CellExecutionError names the cell and shows the
+  traceback) or runs longer than CELL_TIMEOUT seconds;
+- a cell writes to stderr: warnings raised inside the kernel land there, and
+  would end up in the committed outputs.
+
+The committed files are also checked: they are saved with their outputs (every
+code cell executed, in order) and stay under 3 MB, so that they read well on a
+code-hosting site. ``make notebooks`` (notebooks/_run.py) re-executes and saves
+them.
+
+04_fashion_mnist needs the Fashion-MNIST files; it is skipped, with the reason,
+only when vaecore.datasets.fashion_mnist cannot find them.
+"""
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = (
+    "01_spirals_step_by_step.ipynb",
+    "02_ae_vs_vae.ipynb",
+    "03_digits_generation.ipynb",
+    "04_fashion_mnist.ipynb",
+    "05_beta_vae_disentanglement.ipynb",
+    "06_theory_checks.ipynb",
+)
+CELL_TIMEOUT = 600    # seconds; each notebook is meant to run in well under 3 minutes in all
+MAX_BYTES = 3_000_000
+
+
+def test_every_notebook_is_tested():
+    found = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert found == sorted(NOTEBOOKS), "add new notebooks to NOTEBOOKS in this file"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_with_outputs(name):
+    path = NOTEBOOKS_DIR / name
+    assert path.stat().st_size < MAX_BYTES, f"{name} is {path.stat().st_size / 1e6:.1f} MB"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), f"{name} is not saved executed top to bottom: {counts}"
+    assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{name} was saved with an error: {out.get('evalue')}"
+            assert out.get("name") != "stderr", f"{name} was saved with stderr output: {out.get('text')!r}"
+
+
+def _require_data(name):
+    if name == "04_fashion_mnist.ipynb":
+        from vaecore import datasets
+
+        try:
+            datasets.fashion_mnist("test")
+            datasets.fashion_mnist("train")
+        except FileNotFoundError as e:
+            pytest.skip(f"Fashion-MNIST not found: {e}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_runs_top_to_bottom(name, tmp_path):
+    _require_data(name)
+    nb = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)   # a copy in memory: the file is never written
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()   # raises CellExecutionError (naming the cell) on the first error
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            assert out.get("name") != "stderr", f"{name}, cell {i} wrote to stderr:\n{out.get('text')}"
