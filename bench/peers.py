@@ -1,0 +1,112 @@
+"""The peers of the benchmark: one training step of the same VAE, four ways.
+
+Each peer is built from vaecore's initial parameters (``vaecore.VAE(...,
+seed=0)``, so every peer starts from the same point) and offers
+
+    step(x)            one training step on the batch x (B, D) float32, with
+                       noise eps ~ N(0, I) that the peer draws itself;
+    step_eps(x, eps)   the same with the given eps (B, K) float32; returns the
+                       loss of the batch before the update, as a float.
+
+Peers:
+    vaecore        ``m.train_step`` (one C call: forward, backward, Adam), float32;
+    numpy          bench/numpy_vae.py, float32, every product a BLAS ``@``;
+    torch          PyTorch eager on the CPU, ``torch.optim.Adam``;
+    torch.compile  the same module through ``torch.compile`` (default mode; the
+                   forward and its AOT-autograd backward are compiled, Adam stays
+                   eager, as PyTorch's tutorials do).
+
+Thread counts are the caller's business (bench/worker.py sets them before
+anything is imported).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PEERS", "TORCH_PEERS", "make_peer", "vaecore_model"]
+
+PEERS = ("vaecore", "numpy", "torch", "torch.compile")
+TORCH_PEERS = ("torch", "torch.compile")
+
+
+def vaecore_model(w):
+    import vaecore
+
+    return vaecore.VAE(w.input_dim, w.latent_dim, hidden=w.hidden, activation=w.activation,
+                       likelihood=w.likelihood, dtype="float32", seed=0)
+
+
+class VaecorePeer:
+    def __init__(self, w):
+        import vaecore
+
+        self.m = vaecore_model(w)
+        self.opt = vaecore.Adam(self.m, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        self.beta = w.beta
+
+    def step(self, x):
+        self.m.train_step(x, self.opt, beta=self.beta)
+
+    def step_eps(self, x, eps):
+        return self.m.train_step(x, self.opt, beta=self.beta, eps=eps)["loss"]
+
+
+class NumpyPeer:
+    def __init__(self, w):
+        from numpy_vae import NumpyAdam, NumpyVAE
+
+        self.model = NumpyVAE(vaecore_model(w).named_params(), w.activation, w.likelihood, w.beta, seed=0)
+        self.opt = NumpyAdam(self.model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+
+    def step(self, x):
+        self.opt.train_step(x)
+
+    def step_eps(self, x, eps):
+        return self.opt.train_step(x, eps)
+
+
+class TorchPeer:
+    def __init__(self, w, compiled=False, adam=None):
+        import torch
+        from torch_vae import TorchVAE, make_optimizer
+
+        self.torch = torch
+        self.model = TorchVAE(vaecore_model(w).named_params(), w.activation, w.likelihood, w.beta)
+        kw = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam or "default"]
+        self.opt = make_optimizer(self.model, **kw)
+        self.loss = torch.compile(self.model) if compiled else self.model
+        self.K = self.model.latent_dim
+        self._cache = {}
+
+    def _tensor(self, x):
+        # the batches are fixed arrays: wrap each once (from_numpy shares the memory)
+        t = self._cache.get(id(x))
+        if t is None or t[0] is not x:
+            t = self._cache[id(x)] = (x, self.torch.from_numpy(x))
+        return t[1]
+
+    def step(self, x):
+        xt = self._tensor(x)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(xt, self.torch.randn(xt.shape[0], self.K))
+        loss.backward()
+        self.opt.step()
+
+    def step_eps(self, x, eps):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(self.torch.from_numpy(x), self.torch.from_numpy(eps))
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
+def make_peer(name, w, adam=None):
+    if name == "vaecore":
+        return VaecorePeer(w)
+    if name == "numpy":
+        return NumpyPeer(w)
+    if name == "torch":
+        return TorchPeer(w, compiled=False, adam=adam)
+    if name == "torch.compile":
+        return TorchPeer(w, compiled=True, adam=adam)
+    raise ValueError(f"unknown peer {name!r}; expected one of {PEERS}")
