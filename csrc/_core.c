@@ -107,7 +107,7 @@ static PyArrayObject *check_matrix(ModelObject *m, PyObject *obj, const char *na
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != m->typenum) {
+    if (PyArray_TYPE(a) != m->typenum || !PyArray_ISNOTSWAPPED(a)) {
         PyObject *got = PyObject_Str((PyObject *)PyArray_DESCR(a));
         PyErr_Format(PyExc_TypeError, "%s must have dtype %s (the model's), got %S",
                      name, dtype_name(m->typenum), got ? got : Py_None);
@@ -268,10 +268,15 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int D, K, variational;
     PyObject *enc, *dec;
     const char *act, *lik, *dtype;
-    unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiOOsspsK:Model", kwlist, &D, &K, &enc, &dec,
-                                     &act, &lik, &variational, &dtype, &seed))
+    PyObject *seed_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiOOsspsO:Model", kwlist, &D, &K, &enc, &dec,
+                                     &act, &lik, &variational, &dtype, &seed_obj))
         return NULL;
+    unsigned long long seed = PyLong_Check(seed_obj) ? PyLong_AsUnsignedLongLong(seed_obj) : (unsigned long long)-1;
+    if (!PyLong_Check(seed_obj) || PyErr_Occurred()) {
+        PyErr_Clear();
+        return PyErr_Format(PyExc_ValueError, "seed must be an int in [0, 2**64), got %R", seed_obj);
+    }
     VaeConfig cfg = {0};
     if (D < 1 || D > VAE_MAX_WIDTH) return PyErr_Format(PyExc_ValueError, "input_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, D);
     if (K < 1 || K > VAE_MAX_WIDTH) return PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
@@ -524,8 +529,11 @@ static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps
         return -1;
     }
     if (!isfinite(beta) || beta < 0) {
-        PyErr_Format(PyExc_ValueError, "beta must be a finite number >= 0, got %R",
-                     PyFloat_FromDouble(beta));
+        PyObject *b = PyFloat_FromDouble(beta);
+        if (b) {
+            PyErr_Format(PyExc_ValueError, "beta must be a finite number >= 0, got %R", b);
+            Py_DECREF(b);
+        }
         return -1;
     }
     VaeWork W;
@@ -597,10 +605,10 @@ static PyArrayObject *check_state(ModelObject *m, PyObject *obj, const char *nam
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != m->typenum || PyArray_NDIM(a) != 1 ||
+    if (PyArray_TYPE(a) != m->typenum || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) != 1 ||
         PyArray_DIM(a, 0) != (npy_intp)m->L.num_params || !PyArray_IS_C_CONTIGUOUS(a) ||
         !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be a writeable, contiguous %s array of shape (%zd,)",
+        PyErr_Format(PyExc_ValueError, "%s must be a writeable, contiguous, native-byte-order %s array of shape (%zd,)",
                      name, dtype_name(m->typenum), (Py_ssize_t)m->L.num_params);
         return NULL;
     }
@@ -696,6 +704,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
         return PyErr_NoMemory();
     }
     VaeStats st;
+    Rng rng_before = m->rng;
     Py_BEGIN_ALLOW_THREADS
     const size_t nk = (size_t)n * (size_t)L->cfg.K, isz = m->itemsize;
     void *ws_eps = (char *)m->ws + W.eps * isz;
@@ -704,6 +713,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
     err = DISPATCH(m, vae_train_step, &st, L, &W, m->ws, PyArray_DATA(m->params), m->grads,
                    s1 ? PyArray_DATA(s1) : NULL, s2 ? PyArray_DATA(s2) : NULL, &opt,
                    PyArray_DATA(x), (size_t)n, beta);
+    if (err) m->rng = rng_before;   /* a step that is not applied does not use up its noise either */
     Py_END_ALLOW_THREADS
     unlock_model(m);
     if (err) return set_core_error(err, "train_step");
@@ -904,10 +914,11 @@ static PyArrayObject *check_float_matrix(PyObject *obj, const char *name)
                                              name, Py_TYPE(obj)->tp_name);
     PyArrayObject *a = (PyArrayObject *)obj;
     int tn = PyArray_TYPE(a);
-    if ((tn != NPY_FLOAT && tn != NPY_DOUBLE) || PyArray_NDIM(a) != 2 || !PyArray_IS_C_CONTIGUOUS(a) ||
-        !PyArray_ISALIGNED(a))
+    if ((tn != NPY_FLOAT && tn != NPY_DOUBLE) || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a))
         return (PyArrayObject *)PyErr_Format(PyExc_TypeError,
-                                             "%s must be a 2-D C-contiguous float32 or float64 array", name);
+                                             "%s must be a 2-D C-contiguous, aligned, native-byte-order "
+                                             "float32 or float64 array", name);
     return a;
 }
 

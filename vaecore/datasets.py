@@ -58,6 +58,8 @@ def _check_int(name, value, minimum):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > np.iinfo(np.intp).max:
+        raise ValueError(f"{name} must be at most {np.iinfo(np.intp).max} (an array size), got {value}")
     return int(value)
 
 
@@ -85,9 +87,11 @@ def _check_seed(seed):
 
 
 def _split_counts(n, parts):
-    """Split n into ``parts`` near-equal counts; the first ones get the extras."""
+    """Split n into ``parts`` near-equal counts (int64); the first ones get the extras."""
     base, extra = divmod(n, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
+    counts = np.full(parts, base, dtype=np.int64)  # an impossible number of parts fails here, at once
+    counts[:extra] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------
@@ -140,6 +144,8 @@ def two_spirals(n=2000, noise=0.03, turns=1.5, seed=0):
     n = _check_int("n", n, 2)
     noise = _check_float("noise", noise, minimum=0.0)
     turns = _check_float("turns", turns, strictly_positive=True)
+    if turns > 1e6:  # (2 pi turns)^2 must not overflow; the 4097-point arc-length grid is useless far earlier
+        raise ValueError(f"turns must be <= 1e6, got {turns}")
     seed = _check_seed(seed)
     rng = np.random.default_rng(seed)
 

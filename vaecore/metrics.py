@@ -28,6 +28,8 @@ def _check_inputs(latents, factors, n_bins):
         raise TypeError(f"n_bins must be an int, got {type(n_bins).__name__} ({n_bins!r})")
     if n_bins < 2:
         raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+    if n_bins > 2**52:  # bin indices are computed in float64, exact up to 2**53
+        raise ValueError(f"n_bins must be <= 2**52, got {n_bins}")
 
     latents = np.asarray(latents)
     factors = np.asarray(factors)

@@ -43,6 +43,7 @@ _MAGIC = "vaecore-model"
 
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
+_MAX_ROWS = 2**63 - 1   # the C core counts rows in a Py_ssize_t
 
 
 def _check_int(value, name, low=1, high=None):
@@ -245,6 +246,8 @@ class VAE:
                 raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}")
             with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
                 a = np.ascontiguousarray(arr, dtype=dt)
+            if not a.flags.aligned:   # ascontiguousarray leaves a misaligned buffer as it is
+                a = a.copy()
         shape = f"({'n' if rows is None else rows}, {cols})"
         if a.ndim != 2:
             raise ValueError(f"{name} must be 2-D of shape {shape}, got shape {a.shape}")
@@ -419,7 +422,7 @@ class VAE:
         -------
         ndarray, shape (n, input_dim)
         """
-        n = _check_int(n, "n")
+        n = _check_int(n, "n", high=_MAX_ROWS)
         return self._core.decode(self._core.normal(n, _check_seed(seed)))
 
     def reconstruct(self, x):
@@ -468,7 +471,7 @@ class VAE:
             In nats, with the Gaussian constant -(D/2) log(pi) included.
         """
         x = self._x(x)
-        k = _check_int(k, "k")
+        k = _check_int(k, "k", high=_MAX_ROWS)
         self._bernoulli_check(x)
         seed = _check_seed(seed)
         rng_seed = seed
@@ -514,7 +517,7 @@ class VAE:
             In nats, the same units as :meth:`log_likelihood`.
         """
         x = self._x(x)
-        k = _check_int(k, "k")
+        k = _check_int(k, "k", high=_MAX_ROWS // x.shape[0])   # n * k noise rows
         self._bernoulli_check(x)
         seed = _check_seed(seed)
         n, K = x.shape[0], self.latent_dim
@@ -542,6 +545,10 @@ class VAE:
         path : str or os.PathLike
         optimizer : Adam or SGD, optional
         """
+        _atomic_savez(path, *self._state(optimizer))
+
+    def _state(self, optimizer=None):
+        """(meta, arrays): what :meth:`save` writes (``vaecore.fit`` adds its checkpoint to them)."""
         arrays = {"params": np.array(self.params)}
         meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": type(self).__name__,
                 "config": self.config, "rng_state": [str(s) for s in self.rng_state]}
@@ -551,7 +558,7 @@ class VAE:
             meta["optimizer"] = optimizer._meta()
             for key, arr in optimizer._arrays().items():
                 arrays["opt_" + key] = np.array(arr)
-        _atomic_savez(path, meta, arrays)
+        return meta, arrays
 
     @classmethod
     def load(cls, path, *, with_optimizer=False):
@@ -644,6 +651,8 @@ class Optimizer:
     """
 
     def __init__(self, model, lr, clip_norm):
+        if type(self) is Optimizer:
+            raise TypeError("Optimizer is the base class of the optimizers: create a vaecore.Adam or vaecore.SGD")
         if not isinstance(model, VAE):
             raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
         self.model = model
@@ -763,7 +772,7 @@ def _digest(meta_bytes, arrays):
 
 
 def _atomic_savez(path, meta, arrays):
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     payload = dict(arrays)
     payload["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
@@ -780,6 +789,14 @@ def _atomic_savez(path, meta, arrays):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable (best effort: not every file system allows it)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
 
 
 def _checked_load(path):
@@ -793,6 +810,9 @@ def _checked_load(path):
             arrays = {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
         raise ValueError(f"{name!r} is not a readable vaecore model file (truncated or foreign): {e}") from None
+    except Exception as e:  # zipfile's NotImplementedError, RuntimeError... on damaged headers
+        raise ValueError(f"{name!r} is not a readable vaecore model file (damaged): "
+                         f"{type(e).__name__}: {e}") from None
     if "meta" not in arrays or "checksum" not in arrays:
         raise ValueError(f"{name!r} is not a vaecore model file (no metadata)")
     meta_bytes = arrays.pop("meta").tobytes()
