@@ -40,6 +40,19 @@ def test_named_params_order_shapes_and_views():
     assert np.all(dict(m.named_params())["enc.0.W"] == 0.0)
 
 
+def test_named_params_of_another_buffer():
+    m = small()
+    _, grad = m.loss_and_grad(data(5), eps=np.zeros((5, 2)))
+    named = m.named_params(grad)
+    assert [n for n, _ in named] == [n for n, _ in m.named_params()]
+    assert all(np.shares_memory(v, grad) for _, v in named)
+    np.testing.assert_array_equal(np.concatenate([v.ravel() for _, v in named]), grad)
+    with pytest.raises(ValueError, match=r"buffer must be an ndarray of shape \(232,\), got \(3,\)"):
+        m.named_params(np.zeros(3))
+    with pytest.raises(ValueError, match="got list"):
+        m.named_params([0.0] * 232)
+
+
 def test_default_decoder_mirrors_encoder_and_empty_hidden():
     m = vaecore.VAE(3, 2, hidden=(10, 5))
     assert m.config["decoder_hidden"] == (5, 10)

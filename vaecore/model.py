@@ -192,8 +192,15 @@ class VAE:
     def rng_state(self, state):
         self._core.rng_state = tuple(state)
 
-    def named_params(self):
+    def named_params(self, buffer=None):
         """The parameters by name, as views into :attr:`params`.
+
+        Parameters
+        ----------
+        buffer : ndarray, shape (num_params,), optional
+            Another buffer in the same layout, e.g. a gradient from
+            :meth:`loss_and_grad` or an optimizer's moments: its parts are
+            returned by name instead.
 
         Returns
         -------
@@ -204,6 +211,11 @@ class VAE:
             ``dec.out.b``. A layer computes ``y = x @ W + b``.
         """
         p = self._core.params
+        if buffer is not None:
+            if not isinstance(buffer, np.ndarray) or buffer.shape != (self.num_params,):
+                got = buffer.shape if isinstance(buffer, np.ndarray) else type(buffer).__name__
+                raise ValueError(f"buffer must be an ndarray of shape ({self.num_params},), got {got}")
+            p = buffer
         return [(name, p[off:off + math.prod(shape)].reshape(shape)) for name, off, shape in self._core.layout()]
 
     def _init_params(self, seed):
