@@ -2,12 +2,14 @@
  * _core.c: the only file of vaecore that speaks the CPython and NumPy C APIs.
  *
  * It defines one type, vaecore._core.Model, that owns a model's flat
- * parameter array (a NumPy array: the live buffer), its gradient and work
- * buffers, its random number generator and its lock, and calls the plain-C
- * kernels of vae.h. Every argument is checked here before C touches memory
- * (type, dtype, contiguity, alignment, shape, NaN/Inf, aliasing), and every C
- * error code becomes a Python exception whose message names the argument, what
- * was expected and what was given.
+ * parameter array (a NumPy array: the live buffer), its training buffers, its
+ * random number generator, its lock and its table of kernels, and calls the
+ * plain-C core (vae.h). Its job is to parse, convert, dispatch and raise:
+ * every argument is checked here before C touches memory (type, dtype,
+ * contiguity, alignment, shape, NaN/Inf, aliasing), and every C error code
+ * becomes a Python exception whose message names the argument, what was
+ * expected and what was given. The loops over chunks of rows and the buffers
+ * live in model.c, the timing hooks in hooks.c.
  *
  * Threads: calls that mutate the model (train_step, anything that draws from
  * the model's generator) take the model's lock; read-only calls (encode,
@@ -21,7 +23,6 @@
 #include <Python.h>
 #include <pythread.h>
 #include <string.h>
-#include <time.h>
 
 #include <numpy/arrayobject.h>
 /* NumPy pulls in <complex.h>, whose I macro would clash with the layer width I of vae.h */
@@ -29,47 +30,30 @@
 
 #include "vae.h"
 
-/* rows per chunk for the read-only calls, so their buffers stay small */
-#define CHUNK_ROWS 256
-
 static const char *ACT_NAMES[ACT_COUNT] = {"tanh", "relu", "leaky_relu", "sigmoid", "elu"};
-static const char *LIK_NAMES[LIK_COUNT] = {"gaussian", "bernoulli"};
+static const char *LIK_NAMES[LIK_COUNT] = {"gaussian", "bernoulli", "gaussian_learned"};
 
 typedef struct {
     PyObject_HEAD
     VaeLayout L;
     int typenum;             /* NPY_FLOAT or NPY_DOUBLE */
-    size_t itemsize;
+    const VaeKernels *k;     /* the kernels of its dtype and instruction set, chosen at construction */
     PyArrayObject *params;   /* (P,) the live parameter buffer */
-    void *grads;             /* (P,) train_step's gradient, allocated on first use */
-    void *ws;                /* train_step's work buffer */
-    size_t ws_len;           /* its capacity in elements */
+    VaeStepBuffers sb;       /* train_step's gradient and work buffer, allocated on first use */
     Rng rng;
     PyThread_type_lock lock;
 } ModelObject;
 
-/* the instruction set whose kernels run (vae_isa() at import; settable for
- * tests) and the threads gemm may use (vaecore.set_num_threads) */
+/* the instruction set whose kernels new models use (vae_isa() at import;
+ * settable for tests) and the threads gemm may use (vaecore.set_num_threads) */
 static int g_isa = ISA_DEFAULT;
 static int g_threads = 1;
-
-/* calls the kernel for the model's dtype and the chosen instruction set */
-#ifdef VAE_X86
-#define DISPATCH(m, fn, ...)                                                            \
-    ((m)->typenum == NPY_FLOAT                                                          \
-         ? (g_isa == ISA_AVX512 ? fn##_f32_avx512(__VA_ARGS__)                          \
-            : g_isa == ISA_AVX2 ? fn##_f32_avx2(__VA_ARGS__) : fn##_f32(__VA_ARGS__))   \
-         : (g_isa == ISA_AVX512 ? fn##_f64_avx512(__VA_ARGS__)                          \
-            : g_isa == ISA_AVX2 ? fn##_f64_avx2(__VA_ARGS__) : fn##_f64(__VA_ARGS__)))
-#else
-#define DISPATCH(m, fn, ...) \
-    ((m)->typenum == NPY_FLOAT ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
-#endif
 
 /* ---------------------------------------------------------------- errors */
 
 static PyObject *set_core_error(int err, const char *what)
 {
+    const char *advice = "(lower the learning rate, clip gradients, or check the data)";
     switch (err) {
     case VAE_ERR_CONFIG:
         PyErr_Format(PyExc_ValueError, "%s: invalid model configuration", what); break;
@@ -79,12 +63,14 @@ static PyObject *set_core_error(int err, const char *what)
         PyErr_Format(PyExc_MemoryError, "%s: out of memory", what); break;
     case VAE_ERR_NONFINITE_LOSS:
         PyErr_Format(PyExc_FloatingPointError,
-                     "%s: the loss is NaN or Inf; the update was not applied "
-                     "(lower the learning rate, clip gradients, or check the data)", what); break;
+                     "%s: the loss is NaN or Inf; the update was not applied %s", what, advice); break;
     case VAE_ERR_NONFINITE_GRAD:
         PyErr_Format(PyExc_FloatingPointError,
-                     "%s: the gradient holds NaN or Inf; the update was not applied "
-                     "(lower the learning rate, clip gradients, or check the data)", what); break;
+                     "%s: the gradient holds NaN or Inf; the update was not applied %s", what, advice); break;
+    case VAE_ERR_NONFINITE_UPDATE:
+        PyErr_Format(PyExc_FloatingPointError,
+                     "%s: the update would leave NaN or Inf in the parameters or the optimizer state "
+                     "(it overflows); the update was not applied %s", what, advice); break;
     default:
         PyErr_Format(PyExc_RuntimeError, "%s: internal error %d", what, err);
     }
@@ -98,12 +84,10 @@ static const char *dtype_name(int typenum) { return typenum == NPY_FLOAT ? "floa
 /* obj must be a C-contiguous, aligned ndarray of the model's dtype with shape
  * (rows, cols) (rows < 0: any positive count). Returns it borrowed, or NULL
  * with TypeError / ValueError set. */
-static PyArrayObject *check_matrix(ModelObject *m, PyObject *obj, const char *name,
-                                   npy_intp rows, npy_intp cols)
+static PyArrayObject *check_matrix(ModelObject *m, PyObject *obj, const char *name, npy_intp rows, npy_intp cols)
 {
     if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %.200s",
-                     name, Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %.200s", name, Py_TYPE(obj)->tp_name);
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
@@ -115,8 +99,7 @@ static PyArrayObject *check_matrix(ModelObject *m, PyObject *obj, const char *na
         return NULL;
     }
     if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned "
-                     "(use numpy.ascontiguousarray)", name);
+        PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned (use numpy.ascontiguousarray)", name);
         return NULL;
     }
     if (PyArray_NDIM(a) != 2) {
@@ -141,14 +124,22 @@ static PyArrayObject *check_matrix(ModelObject *m, PyObject *obj, const char *na
     return a;
 }
 
+/* element i of a (the model's dtype) as a Python float, for messages */
+static PyObject *element(ModelObject *m, PyArrayObject *a, size_t i)
+{
+    const char *p = (const char *)PyArray_DATA(a);
+    return PyFloat_FromDouble(m->typenum == NPY_FLOAT ? (double)((const float *)p)[i] : ((const double *)p)[i]);
+}
+
 static int check_finite(ModelObject *m, PyArrayObject *a, const char *name)
 {
-    size_t n = (size_t)PyArray_SIZE(a);
-    ptrdiff_t bad = DISPATCH(m, vae_find_nonfinite, PyArray_DATA(a), n);
+    ptrdiff_t bad = m->k->find_nonfinite(PyArray_DATA(a), (size_t)PyArray_SIZE(a));
     if (bad >= 0) {
         npy_intp cols = PyArray_DIM(a, 1);
-        PyErr_Format(PyExc_ValueError, "%s must be finite, got NaN or Inf at [%zd, %zd]",
-                     name, (Py_ssize_t)(bad / cols), (Py_ssize_t)(bad % cols));
+        PyObject *v = element(m, a, (size_t)bad);
+        if (v) PyErr_Format(PyExc_ValueError, "%s must be finite: row %zd, column %zd has %R",
+                            name, (Py_ssize_t)(bad / cols), (Py_ssize_t)(bad % cols), v);
+        Py_XDECREF(v);
         return -1;
     }
     return 0;
@@ -158,17 +149,32 @@ static int check_finite(ModelObject *m, PyArrayObject *a, const char *name)
 static int check_targets(ModelObject *m, PyArrayObject *x)
 {
     if (check_finite(m, x, "x")) return -1;
-    if (m->L.cfg.lik == LIK_BERNOULLI) {
-        ptrdiff_t bad = DISPATCH(m, vae_find_outside_unit, PyArray_DATA(x), (size_t)PyArray_SIZE(x));
-        if (bad >= 0) {
-            npy_intp cols = PyArray_DIM(x, 1);
-            PyErr_Format(PyExc_ValueError, "x must lie in [0, 1] for the bernoulli likelihood, "
-                         "got a value outside at [%zd, %zd]",
-                         (Py_ssize_t)(bad / cols), (Py_ssize_t)(bad % cols));
-            return -1;
-        }
+    if (m->L.cfg.lik != LIK_BERNOULLI) return 0;
+    size_t n = (size_t)PyArray_SIZE(x);
+    ptrdiff_t bad = m->k->find_outside_unit(PyArray_DATA(x), n);
+    if (bad < 0) return 0;
+    /* the likely fix: data on another scale (0..255, 0..16) divided by its maximum */
+    double top = 0;
+    const char *p = (const char *)PyArray_DATA(x);
+    for (size_t i = 0; i < n; i++) {
+        double v = m->typenum == NPY_FLOAT ? (double)((const float *)p)[i] : ((const double *)p)[i];
+        if (v > top) top = v;
     }
-    return 0;
+    npy_intp cols = PyArray_DIM(x, 1);
+    PyObject *v = element(m, x, (size_t)bad), *mx = PyFloat_FromDouble(top);
+    if (v && mx) {
+        if (top > 1)
+            PyErr_Format(PyExc_ValueError, "x must lie in [0, 1] for the bernoulli likelihood: row %zd, column %zd "
+                         "has %R (divide x by its maximum (%R here), or use likelihood='gaussian')",
+                         (Py_ssize_t)(bad / cols), (Py_ssize_t)(bad % cols), v, mx);
+        else
+            PyErr_Format(PyExc_ValueError, "x must lie in [0, 1] for the bernoulli likelihood: row %zd, column %zd "
+                         "has %R (rescale x into [0, 1], or use likelihood='gaussian')",
+                         (Py_ssize_t)(bad / cols), (Py_ssize_t)(bad % cols), v);
+    }
+    Py_XDECREF(v);
+    Py_XDECREF(mx);
+    return -1;
 }
 
 static int overlaps(const void *a, size_t na, const void *b, size_t nb)
@@ -199,47 +205,52 @@ static PyArrayObject *new_matrix(ModelObject *m, npy_intp rows, npy_intp cols)
     return (PyArrayObject *)PyArray_EMPTY(2, dims, m->typenum, 0);
 }
 
-/* malloc a work buffer for `rows` rows; sets MemoryError on failure */
-static void *alloc_work(ModelObject *m, VaeWork *W, size_t rows)
-{
-    int err = vae_work(W, &m->L, rows, g_threads);
-    if (err || W->total > SIZE_MAX / m->itemsize) {
-        set_core_error(VAE_ERR_OVERFLOW, "work buffer");
-        return NULL;
-    }
-    void *ws = malloc(W->total * m->itemsize + 1);
-    if (!ws) PyErr_NoMemory();
-    return ws;
-}
-
 /* --------------------------------------------------------- construction */
 
-static int parse_widths(PyObject *seq, int *out, int *n, const char *name)
+/* an int from a Python int (not a bool), or -1 with no exception when it is not one */
+static long long as_int(PyObject *o)
+{
+    if (!PyLong_Check(o) || PyBool_Check(o)) return -1;
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+    return v;
+}
+
+/* a stack: a sequence of tuples of ints (kind, args...), as vaecore/layers.py encodes them */
+static int parse_stack(PyObject *seq, LayerSpec *out, int *n, const char *name)
 {
     PyObject *fast = PySequence_Fast(seq, "");
     if (!fast) {
-        PyErr_Format(PyExc_TypeError, "%s must be a sequence of positive ints, got %.200s",
-                     name, Py_TYPE(seq)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be a sequence of layer tuples, got %.200s", name, Py_TYPE(seq)->tp_name);
         return -1;
     }
     Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
-    if (len > VAE_MAX_HIDDEN) {
-        PyErr_Format(PyExc_ValueError, "%s may have at most %d layers, got %zd",
-                     name, VAE_MAX_HIDDEN, len);
+    if (len > VAE_MAX_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "%s may have at most %d layers, got %zd", name, VAE_MAX_LAYERS, len);
         Py_DECREF(fast);
         return -1;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        long v = PyLong_Check(item) && !PyBool_Check(item) ? PyLong_AsLong(item) : -1;
-        if (v == -1 && PyErr_Occurred()) PyErr_Clear();
-        if (v < 1 || v > VAE_MAX_WIDTH) {
-            PyErr_Format(PyExc_ValueError, "%s[%zd] must be an int in [1, %d], got %R",
-                         name, i, VAE_MAX_WIDTH, item);
+        Py_ssize_t k = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 0;
+        if (k < 1 || k > 8) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] must be a tuple of 1 to 8 ints (kind, args...), got %R",
+                         name, i, item);
             Py_DECREF(fast);
             return -1;
         }
-        out[i] = (int)v;
+        memset(&out[i], 0, sizeof out[i]);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            long long v = as_int(PyTuple_GET_ITEM(item, j));
+            if (v < 0 || v > VAE_MAX_WIDTH) {
+                PyErr_Format(PyExc_ValueError, "%s[%zd] must hold ints in [0, %d], got %R",
+                             name, i, VAE_MAX_WIDTH, item);
+                Py_DECREF(fast);
+                return -1;
+            }
+            if (j == 0) out[i].kind = (int)v;
+            else out[i].arg[j - 1] = (int)v;
+        }
     }
     *n = (int)len;
     Py_DECREF(fast);
@@ -255,75 +266,98 @@ static int lookup_name(const char *s, const char **names, int count, const char 
         PyObject *next = PyUnicode_FromFormat("%U%s'%s'", choices, i ? ", " : "", names[i]);
         Py_SETREF(choices, next);
     }
-    PyErr_Format(PyExc_ValueError, "%s must be one of %U, got '%s'", what,
-                 choices ? choices : Py_None, s);
+    PyErr_Format(PyExc_ValueError, "%s must be one of %U, got '%s'", what, choices ? choices : Py_None, s);
     Py_XDECREF(choices);
     return -1;
 }
 
+static int parse_seed(PyObject *obj, uint64_t *seed, const char *what)
+{
+    unsigned long long s = PyLong_Check(obj) ? PyLong_AsUnsignedLongLong(obj) : (unsigned long long)-1;
+    if (!PyLong_Check(obj) || PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be an int in [0, 2**64), got %R", what, obj);
+        return -1;
+    }
+    *seed = (uint64_t)s;
+    return 0;
+}
+
 static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"input_dim", "latent_dim", "enc_hidden", "dec_hidden",
-                             "activation", "likelihood", "variational", "dtype", "seed", NULL};
-    int D, K, variational;
-    PyObject *enc, *dec;
-    const char *act, *lik, *dtype;
-    PyObject *seed_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiOOsspsO:Model", kwlist, &D, &K, &enc, &dec,
-                                     &act, &lik, &variational, &dtype, &seed_obj))
+    static char *kwlist[] = {"input_shape", "latent_dim", "encoder", "decoder", "likelihood", "variational",
+                             "dtype", "seed", NULL};
+    int K, variational;
+    PyObject *shape, *enc, *dec, *seed_obj;
+    const char *lik, *dtype;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiOOspsO:Model", kwlist, &shape, &K, &enc, &dec, &lik,
+                                     &variational, &dtype, &seed_obj))
         return NULL;
-    unsigned long long seed = PyLong_Check(seed_obj) ? PyLong_AsUnsignedLongLong(seed_obj) : (unsigned long long)-1;
-    if (!PyLong_Check(seed_obj) || PyErr_Occurred()) {
-        PyErr_Clear();
-        return PyErr_Format(PyExc_ValueError, "seed must be an int in [0, 2**64), got %R", seed_obj);
+    uint64_t seed;
+    if (parse_seed(seed_obj, &seed, "seed")) return NULL;
+    VaeConfig *cfg = PyMem_Calloc(1, sizeof(VaeConfig));
+    VaeLayout *L = PyMem_Calloc(1, sizeof(VaeLayout));
+    ModelObject *m = NULL;
+    if (!cfg || !L) { PyErr_NoMemory(); goto fail; }
+    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
+    long long dims[3] = {1, 1, 1};
+    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
+    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
+        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "input_shape must be (D,) or (C, H, W) of positive ints with at most %d "
+                     "values in all, got %R", VAE_MAX_WIDTH, shape);
+        goto fail;
     }
-    VaeConfig cfg = {0};
-    if (D < 1 || D > VAE_MAX_WIDTH) return PyErr_Format(PyExc_ValueError, "input_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, D);
-    if (K < 1 || K > VAE_MAX_WIDTH) return PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
-    cfg.D = D;
-    cfg.K = K;
-    cfg.variational = variational;
-    if (parse_widths(enc, cfg.enc_h, &cfg.n_enc, "enc_hidden")) return NULL;
-    if (parse_widths(dec, cfg.dec_h, &cfg.n_dec, "dec_hidden")) return NULL;
-    if ((cfg.act = lookup_name(act, ACT_NAMES, ACT_COUNT, "activation")) < 0) return NULL;
-    if ((cfg.lik = lookup_name(lik, LIK_NAMES, LIK_COUNT, "likelihood")) < 0) return NULL;
+    cfg->input.rank = (int)rank;
+    cfg->input.c = (int)dims[0];
+    cfg->input.h = (int)dims[1];
+    cfg->input.w = (int)dims[2];
+    if (K < 1 || K > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
+        goto fail;
+    }
+    cfg->K = K;
+    cfg->variational = variational;
+    if (parse_stack(enc, cfg->enc, &cfg->n_enc, "encoder") || parse_stack(dec, cfg->dec, &cfg->n_dec, "decoder"))
+        goto fail;
+    if ((cfg->lik = lookup_name(lik, LIK_NAMES, LIK_COUNT, "likelihood")) < 0) goto fail;
     int typenum;
     if (strcmp(dtype, "float32") == 0) typenum = NPY_FLOAT;
     else if (strcmp(dtype, "float64") == 0) typenum = NPY_DOUBLE;
-    else return PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
+    else {
+        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
+        goto fail;
+    }
+    int err = vae_layout(L, cfg);
+    if (err) { set_core_error(err, "Model"); goto fail; }
+    if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "Model parameters"); goto fail; }
 
-    VaeLayout L;
-    int err = vae_layout(&L, &cfg);
-    if (err) return set_core_error(err, "Model");
-    if (L.num_params > (size_t)NPY_MAX_INTP / 8)
-        return set_core_error(VAE_ERR_OVERFLOW, "Model parameters");
-
-    ModelObject *m = (ModelObject *)type->tp_alloc(type, 0);
-    if (!m) return NULL;
-    m->L = L;
+    m = (ModelObject *)type->tp_alloc(type, 0);
+    if (!m) goto fail;
+    m->L = *L;
     m->typenum = typenum;
-    m->itemsize = typenum == NPY_FLOAT ? sizeof(float) : sizeof(double);
-    rng_seed(&m->rng, (uint64_t)seed);
+    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
+    rng_seed(&m->rng, seed);
     m->lock = PyThread_allocate_lock();
-    if (!m->lock) {
-        Py_DECREF(m);
-        return PyErr_NoMemory();
-    }
-    npy_intp P = (npy_intp)L.num_params;
+    if (!m->lock) { PyErr_NoMemory(); goto fail; }
+    npy_intp P = (npy_intp)L->num_params;
     m->params = (PyArrayObject *)PyArray_ZEROS(1, &P, typenum, 0);
-    if (!m->params) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    if (!m->params) goto fail;
+    PyMem_Free(cfg);
+    PyMem_Free(L);
     return (PyObject *)m;
+fail:
+    PyMem_Free(cfg);
+    PyMem_Free(L);
+    Py_XDECREF(m);
+    return NULL;
 }
 
 static void Model_dealloc(ModelObject *m)
 {
     PyTypeObject *tp = Py_TYPE(m);
     Py_XDECREF(m->params);
-    free(m->grads);
-    free(m->ws);
+    vae_step_buffers_free(&m->sb);
     if (m->lock) PyThread_free_lock(m->lock);
     tp->tp_free((PyObject *)m);
     Py_DECREF(tp);
@@ -331,34 +365,62 @@ static void Model_dealloc(ModelObject *m)
 
 /* ------------------------------------------------------------- methods */
 
+/* append (name, offset, shape) to list; shape is a tuple of n ints */
+static int add_entry(PyObject *list, const char *name, size_t offset, int n, const int *shape)
+{
+    PyObject *dims = PyTuple_New(n);
+    if (!dims) return -1;
+    for (int i = 0; i < n; i++) PyTuple_SET_ITEM(dims, i, PyLong_FromLong(shape[i]));
+    PyObject *e = PyErr_Occurred() ? NULL : Py_BuildValue("(snN)", name, (Py_ssize_t)offset, dims);
+    if (!e) { if (!PyErr_Occurred()) Py_DECREF(dims); return -1; }
+    int bad = PyList_Append(list, e);
+    Py_DECREF(e);
+    return bad;
+}
+
+/* W and b of a layer with parameters, named prefix.W and prefix.b */
+static int add_layer(PyObject *list, const char *prefix, const Layer *l)
+{
+    char wn[48], bn[48];
+    snprintf(wn, sizeof wn, "%s.W", prefix);
+    snprintf(bn, sizeof bn, "%s.b", prefix);
+    const ConvShape *c = &l->conv;
+    int lin[2] = {l->in.c, l->out.c}, conv[4] = {c->O, c->C, c->KH, c->KW}, convt[4] = {c->C, c->O, c->KH, c->KW};
+    int bias[1] = {(int)l->nb};
+    int bad = l->kind == LAYER_LINEAR   ? add_entry(list, wn, l->w, 2, lin)
+              : l->kind == LAYER_CONV2D ? add_entry(list, wn, l->w, 4, conv)
+                                        : add_entry(list, wn, l->w, 4, convt);
+    return bad || add_entry(list, bn, l->b, 1, bias);
+}
+
+static int add_stack(PyObject *list, const char *side, const VaeStack *st)
+{
+    for (int i = 0; i < st->n; i++) {
+        if (!st->layer[i].nw) continue;
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "%s.%d", side, i);
+        if (add_layer(list, prefix, &st->layer[i])) return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(layout_doc,
 "layout($self, /)\n--\n\n"
-"The parameter layout: a list of (name, offset, shape) in buffer order.");
+"The parameter layout: a list of (name, offset, shape) in buffer order: enc.i.W and\n"
+"enc.i.b for each encoder layer i with parameters, enc.mu, enc.logvar, dec.i for the\n"
+"decoder layers, and dec.logvar for the learned variance.");
 
 static PyObject *Model_layout(ModelObject *m, PyObject *Py_UNUSED(ignored))
 {
     const VaeLayout *L = &m->L;
     PyObject *list = PyList_New(0);
     if (!list) return NULL;
-    for (int l = 0; l < L->n_layers; l++) {
-        const LinearSlot *s = &L->layer[l];
-        char base[32];
-        if (l < L->mu) snprintf(base, sizeof base, "enc.%d", l);
-        else if (l == L->mu) snprintf(base, sizeof base, "enc.mu");
-        else if (l == L->logvar) snprintf(base, sizeof base, "enc.logvar");
-        else if (l < L->out) snprintf(base, sizeof base, "dec.%d", l - L->dec0);
-        else snprintf(base, sizeof base, "dec.out");
-        PyObject *w = Py_BuildValue("(s#n(ii))", NULL, (Py_ssize_t)0, (Py_ssize_t)s->w, s->I, s->O);
-        PyObject *b = Py_BuildValue("(s#n(i))", NULL, (Py_ssize_t)0, (Py_ssize_t)s->b, s->O);
-        PyObject *wn = PyUnicode_FromFormat("%s.W", base), *bn = PyUnicode_FromFormat("%s.b", base);
-        int bad = !w || !b || !wn || !bn;
-        if (!bad) {
-            PyTuple_SetItem(w, 0, wn); wn = NULL;   /* steals; replaces the None */
-            PyTuple_SetItem(b, 0, bn); bn = NULL;
-            bad = PyList_Append(list, w) || PyList_Append(list, b);
-        }
-        Py_XDECREF(w); Py_XDECREF(b); Py_XDECREF(wn); Py_XDECREF(bn);
-        if (bad) { Py_DECREF(list); return NULL; }
+    int D[1] = {(int)L->D};
+    if (add_stack(list, "enc", &L->enc) || add_layer(list, "enc.mu", &L->mu) ||
+        (L->logvar.nw && add_layer(list, "enc.logvar", &L->logvar)) || add_stack(list, "dec", &L->dec) ||
+        (L->cfg.lik == LIK_GAUSSIAN_LEARNED && add_entry(list, "dec.logvar", L->dec_logvar, 1, D))) {
+        Py_DECREF(list);
+        return NULL;
     }
     return list;
 }
@@ -373,14 +435,11 @@ static PyObject *Model_normal(ModelObject *m, PyObject *args)
     Py_ssize_t n;
     PyObject *seed = Py_None;
     if (!PyArg_ParseTuple(args, "n|O:normal", &n, &seed)) return NULL;
-    if (n < 1) return PyErr_Format(PyExc_ValueError, "n must be a positive int, got %zd", n);
+    if (n < 0) return PyErr_Format(PyExc_ValueError, "n must be an int >= 0, got %zd", n);
     Rng local;
     if (seed != Py_None) {
-        unsigned long long s = PyLong_Check(seed) ? PyLong_AsUnsignedLongLong(seed) : (unsigned long long)-1;
-        if (PyErr_Occurred() || !PyLong_Check(seed)) {
-            PyErr_Clear();
-            return PyErr_Format(PyExc_ValueError, "seed must be None or an int in [0, 2**64), got %R", seed);
-        }
+        uint64_t s;
+        if (parse_seed(seed, &s, "seed")) return NULL;
         rng_seed(&local, s);
     }
     PyArrayObject *out = new_matrix(m, n, m->L.cfg.K);
@@ -390,12 +449,12 @@ static PyObject *Model_normal(ModelObject *m, PyObject *args)
     if (seed == Py_None) {
         lock_model(m);
         Py_BEGIN_ALLOW_THREADS
-        DISPATCH(m, vae_normal, data, count, &m->rng);
+        m->k->normal(data, count, &m->rng);
         Py_END_ALLOW_THREADS
         unlock_model(m);
     } else {
         Py_BEGIN_ALLOW_THREADS
-        DISPATCH(m, vae_normal, data, count, &local);
+        m->k->normal(data, count, &local);
         Py_END_ALLOW_THREADS
     }
     return (PyObject *)out;
@@ -403,50 +462,38 @@ static PyObject *Model_normal(ModelObject *m, PyObject *args)
 
 PyDoc_STRVAR(encode_doc,
 "encode($self, x, /)\n--\n\n"
-"(mu, logvar) for x (n, input_dim), each (n, latent_dim); logvar is None for\n"
-"a plain autoencoder.");
+"(mu, logvar) for x (n, D), each (n, latent_dim); logvar is None for a plain\n"
+"autoencoder.");
 
 static PyObject *Model_encode(ModelObject *m, PyObject *x_obj)
 {
     const VaeLayout *L = &m->L;
-    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, L->cfg.D);
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)L->D);
     if (!x || check_finite(m, x, "x")) return NULL;
     npy_intp n = PyArray_DIM(x, 0);
-    PyArrayObject *mu = NULL, *lv = NULL;
-    VaeWork W;
-    void *ws = NULL;
-    mu = new_matrix(m, n, L->cfg.K);
-    if (!mu) goto fail;
-    if (L->logvar >= 0 && !(lv = new_matrix(m, n, L->cfg.K))) goto fail;
-    if (!(ws = alloc_work(m, &W, n < CHUNK_ROWS ? (size_t)n : CHUNK_ROWS))) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K;
-    for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
-        size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
-        vae_work(&W, L, rows, W.threads);
-        DISPATCH(m, vae_encode, L, &W, ws, PyArray_DATA(m->params),
-                 (void *)((char *)PyArray_DATA(x) + r * D * m->itemsize), rows);
-        memcpy((char *)PyArray_DATA(mu) + r * K * m->itemsize,
-               (char *)ws + W.mu * m->itemsize, rows * K * m->itemsize);
-        if (lv)
-            memcpy((char *)PyArray_DATA(lv) + r * K * m->itemsize,
-                   (char *)ws + W.logvar * m->itemsize, rows * K * m->itemsize);
+    PyArrayObject *mu = new_matrix(m, n, L->cfg.K), *lv = NULL;
+    if (!mu || (L->logvar.nw && !(lv = new_matrix(m, n, L->cfg.K)))) {
+        Py_XDECREF(mu);
+        return NULL;
     }
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = vae_encode_rows(m->k, L, g_threads, PyArray_DATA(m->params), PyArray_DATA(x), (size_t)n,
+                          PyArray_DATA(mu), lv ? PyArray_DATA(lv) : NULL);
     Py_END_ALLOW_THREADS
-    free(ws);
-    if (!lv) { Py_INCREF(Py_None); lv = (PyArrayObject *)Py_None; }
+    if (err) {
+        Py_DECREF(mu);
+        Py_XDECREF(lv);
+        return set_core_error(err, "encode");
+    }
+    if (!lv) return Py_BuildValue("NO", mu, Py_None);
     return Py_BuildValue("NN", mu, lv);
-fail:
-    free(ws);
-    Py_XDECREF(mu);
-    Py_XDECREF(lv);
-    return NULL;
 }
 
 PyDoc_STRVAR(decode_doc,
 "decode($self, z, logits=False, /)\n--\n\n"
-"The decoder output for z (n, latent_dim), (n, input_dim): the mean (gaussian),\n"
-"or the probabilities (bernoulli; the logits with logits=True).");
+"The decoder output for z (n, latent_dim), (n, D): the mean (gaussian), or the\n"
+"probabilities (bernoulli; the logits with logits=True).");
 
 static PyObject *Model_decode(ModelObject *m, PyObject *args)
 {
@@ -457,28 +504,17 @@ static PyObject *Model_decode(ModelObject *m, PyObject *args)
     PyArrayObject *z = check_matrix(m, z_obj, "z", -1, L->cfg.K);
     if (!z || check_finite(m, z, "z")) return NULL;
     npy_intp n = PyArray_DIM(z, 0);
-    VaeWork W;
-    void *ws = NULL;
-    PyArrayObject *out = new_matrix(m, n, L->cfg.D);
+    PyArrayObject *out = new_matrix(m, n, (npy_intp)L->D);
     if (!out) return NULL;
-    if (!(ws = alloc_work(m, &W, n < CHUNK_ROWS ? (size_t)n : CHUNK_ROWS))) {
-        Py_DECREF(out);
-        return NULL;
-    }
-    int probs = L->cfg.lik == LIK_BERNOULLI && !logits;
+    int err, probs = L->cfg.lik == LIK_BERNOULLI && !logits;
     Py_BEGIN_ALLOW_THREADS
-    const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K, isz = m->itemsize;
-    for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
-        size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
-        vae_work(&W, L, rows, W.threads);
-        memcpy((char *)ws + W.z * isz, (char *)PyArray_DATA(z) + r * K * isz, rows * K * isz);
-        DISPATCH(m, vae_decode, L, &W, ws, PyArray_DATA(m->params), rows);
-        char *dst = (char *)PyArray_DATA(out) + r * D * isz;
-        memcpy(dst, (char *)ws + W.out * isz, rows * D * isz);
-        if (probs) DISPATCH(m, vae_sigmoid, (void *)dst, rows * D);
-    }
+    err = vae_decode_rows(m->k, L, g_threads, PyArray_DATA(m->params), PyArray_DATA(z), (size_t)n,
+                          PyArray_DATA(out), probs);
     Py_END_ALLOW_THREADS
-    free(ws);
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "decode");
+    }
     return (PyObject *)out;
 }
 
@@ -501,70 +537,62 @@ static PyObject *Model_reparameterize(ModelObject *m, PyObject *args)
     PyArrayObject *z = new_matrix(m, n, K);
     if (!z) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    DISPATCH(m, vae_reparameterize, PyArray_DATA(z), PyArray_DATA(mu), PyArray_DATA(lv),
-             PyArray_DATA(eps), (size_t)(n * K));
+    m->k->reparameterize(PyArray_DATA(z), PyArray_DATA(mu), PyArray_DATA(lv), PyArray_DATA(eps), (size_t)(n * K));
     Py_END_ALLOW_THREADS
     return (PyObject *)z;
 }
 
-/* the shared body of loss and loss_and_grad: x (n, D), eps (n, K) or None
- * (an autoencoder), grads (P) or NULL. Returns 0 or -1 with an exception. */
-static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps_obj,
-                     VaeStats *st, void *grads)
+static int check_beta(double beta)
 {
-    const VaeLayout *L = &m->L;
-    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, L->cfg.D);
-    if (!x || check_targets(m, x)) return -1;
-    npy_intp n = PyArray_DIM(x, 0);
-    PyArrayObject *eps = NULL;
-    if (L->logvar >= 0) {
-        if (eps_obj == Py_None) {
-            PyErr_SetString(PyExc_TypeError, "eps must be an array for a VAE, got None");
-            return -1;
-        }
-        eps = check_matrix(m, eps_obj, "eps", n, L->cfg.K);
-        if (!eps || check_finite(m, eps, "eps")) return -1;
-    } else if (eps_obj != Py_None) {
+    if (isfinite(beta) && beta >= 0) return 0;
+    PyObject *b = PyFloat_FromDouble(beta);
+    if (b) {
+        PyErr_Format(PyExc_ValueError, "beta must be a finite number >= 0, got %R", b);
+        Py_DECREF(b);
+    }
+    return -1;
+}
+
+/* eps for x's n rows: an (n, K) array for a VAE, None for a plain autoencoder; sets *eps (NULL for None) */
+static int check_eps(ModelObject *m, PyObject *eps_obj, npy_intp n, int required, PyArrayObject **eps)
+{
+    *eps = NULL;
+    if (!m->L.logvar.nw) {
+        if (eps_obj == Py_None) return 0;
         PyErr_SetString(PyExc_TypeError, "eps must be None for a plain autoencoder (it has no noise)");
         return -1;
     }
-    if (!isfinite(beta) || beta < 0) {
-        PyObject *b = PyFloat_FromDouble(beta);
-        if (b) {
-            PyErr_Format(PyExc_ValueError, "beta must be a finite number >= 0, got %R", b);
-            Py_DECREF(b);
-        }
+    if (eps_obj == Py_None) {
+        if (!required) return 0;
+        PyErr_SetString(PyExc_TypeError, "eps must be an array for a VAE, got None");
         return -1;
     }
-    VaeWork W;
-    void *ws = alloc_work(m, &W, n < CHUNK_ROWS ? (size_t)n : CHUNK_ROWS);
-    if (!ws) return -1;
-    st->recon = st->kl = 0;
+    *eps = check_matrix(m, eps_obj, "eps", n, m->L.cfg.K);
+    return !*eps || check_finite(m, *eps, "eps") ? -1 : 0;
+}
+
+/* the shared body of loss and loss_and_grad; grads (P) or NULL. Returns 0 or -1 with an exception. */
+static int loss_impl(ModelObject *m, PyObject *x_obj, double beta, PyObject *eps_obj, VaeStats *st, void *grads)
+{
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)m->L.D), *eps;
+    if (!x || check_targets(m, x)) return -1;
+    if (check_eps(m, eps_obj, PyArray_DIM(x, 0), 1, &eps) || check_beta(beta)) return -1;
+    int err;
     Py_BEGIN_ALLOW_THREADS
-    const size_t D = (size_t)L->cfg.D, K = (size_t)L->cfg.K, isz = m->itemsize;
-    const void *params = PyArray_DATA(m->params);
-    for (size_t r = 0; r < (size_t)n; r += CHUNK_ROWS) {
-        size_t rows = (size_t)n - r < CHUNK_ROWS ? (size_t)n - r : CHUNK_ROWS;
-        const void *xr = (char *)PyArray_DATA(x) + r * D * isz;
-        vae_work(&W, L, rows, W.threads);
-        if (eps) memcpy((char *)ws + W.eps * isz, (char *)PyArray_DATA(eps) + r * K * isz, rows * K * isz);
-        DISPATCH(m, vae_forward, L, &W, ws, params, xr, rows);
-        DISPATCH(m, vae_loss, st, L, &W, ws, xr, rows, beta);
-        if (grads) DISPATCH(m, vae_backward, grads, L, &W, ws, params, xr, rows, beta, 1.0 / (double)n,
-                            r > 0, NULL);
-    }
+    err = vae_loss_rows(m->k, &m->L, g_threads, PyArray_DATA(m->params), PyArray_DATA(x),
+                        eps ? PyArray_DATA(eps) : NULL, (size_t)PyArray_DIM(x, 0), beta, st, grads);
     Py_END_ALLOW_THREADS
-    free(ws);
-    st->recon /= (double)n;
-    st->kl /= (double)n;
-    st->loss = st->recon + beta * st->kl;
+    if (err) {
+        set_core_error(err, "loss");
+        return -1;
+    }
     return 0;
 }
 
 PyDoc_STRVAR(loss_doc,
 "loss($self, x, beta, eps, /)\n--\n\n"
-"(loss, recon, kl), batch means, for x (n, input_dim) and eps (n, latent_dim)\n"
-"(None for a plain autoencoder).");
+"(loss, recon, kl), batch means, for x (n, D) and eps (n, latent_dim) (None for a\n"
+"plain autoencoder).");
 
 static PyObject *Model_loss(ModelObject *m, PyObject *args)
 {
@@ -619,39 +647,46 @@ static PyArrayObject *check_state(ModelObject *m, PyObject *obj, const char *nam
     return a;
 }
 
+/* the step counter: a writeable int64 array of shape (1,) holding a count >= 0 */
+static PyArrayObject *check_counter(PyObject *obj)
+{
+    PyArrayObject *a = PyArray_Check(obj) ? (PyArrayObject *)obj : NULL;
+    if (!a || PyArray_TYPE(a) != NPY_INT64 || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) != 1 ||
+        PyArray_DIM(a, 0) != 1 || !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_TypeError, "t must be a writeable numpy int64 array of shape (1,) (the step count), "
+                     "got %.200s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (*(int64_t *)PyArray_DATA(a) < 0) {
+        PyErr_Format(PyExc_ValueError, "t must be >= 0, got %lld", (long long)*(int64_t *)PyArray_DATA(a));
+        return NULL;
+    }
+    return a;
+}
+
 PyDoc_STRVAR(train_step_doc,
 "train_step($self, x, beta, eps, kind, lr, beta1, beta2, adam_eps, momentum, clip_norm, t, s1, s2, /)\n--\n\n"
-"One fused training step on x (n, input_dim): forward, backward, optional\n"
-"global-norm clipping (clip_norm > 0) and an optimizer update of params and its\n"
-"state arrays s1, s2 (Adam, kind 1: m and v; SGD, kind 0: the momentum buffer in\n"
-"s1, s2 None). t is the number of steps taken before. eps None draws the noise\n"
-"from the model's generator. Returns (loss, recon, kl) before the update; raises\n"
-"FloatingPointError, updating nothing, if the loss or gradient is not finite.");
+"One fused training step on x (n, D): forward, backward, optional global-norm\n"
+"clipping (clip_norm > 0) and an optimizer update of params and its state arrays\n"
+"s1, s2 (Adam, kind 1: m and v; SGD, kind 0: the momentum buffer in s1, s2 None).\n"
+"t is the step counter, an int64 array of shape (1,) that the step advances. eps\n"
+"None draws the noise from the model's generator. Returns (loss, recon, kl) before\n"
+"the update; raises FloatingPointError, changing nothing, if the loss, the gradient\n"
+"or the update is not finite.");
 
 static PyObject *Model_train_step(ModelObject *m, PyObject *args)
 {
-    PyObject *x_obj, *eps_obj, *s1_obj, *s2_obj;
+    PyObject *x_obj, *eps_obj, *s1_obj, *s2_obj, *t_obj;
     VaeOptim opt;
-    long long t;
     double beta;
-    if (!PyArg_ParseTuple(args, "OdOiddddddLOO:train_step", &x_obj, &beta, &eps_obj, &opt.kind,
-                          &opt.lr, &opt.beta1, &opt.beta2, &opt.eps, &opt.momentum,
-                          &opt.clip_norm, &t, &s1_obj, &s2_obj))
+    if (!PyArg_ParseTuple(args, "OdOiddddddOOO:train_step", &x_obj, &beta, &eps_obj, &opt.kind, &opt.lr,
+                          &opt.beta1, &opt.beta2, &opt.eps, &opt.momentum, &opt.clip_norm, &t_obj, &s1_obj, &s2_obj))
         return NULL;
-    opt.t = t;
     const VaeLayout *L = &m->L;
-    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, L->cfg.D);
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)L->D), *eps, *s1 = NULL, *s2 = NULL, *t;
     if (!x || check_targets(m, x)) return NULL;
     npy_intp n = PyArray_DIM(x, 0);
-    PyArrayObject *eps = NULL, *s1 = NULL, *s2 = NULL;
-    if (eps_obj != Py_None) {
-        if (L->logvar < 0)
-            return PyErr_Format(PyExc_TypeError, "eps must be None for a plain autoencoder (it has no noise)");
-        eps = check_matrix(m, eps_obj, "eps", n, L->cfg.K);
-        if (!eps || check_finite(m, eps, "eps")) return NULL;
-    }
-    if (!isfinite(beta) || beta < 0)
-        return PyErr_Format(PyExc_ValueError, "beta must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 1));
+    if (check_eps(m, eps_obj, n, 0, &eps) || check_beta(beta)) return NULL;
     if (opt.kind != OPT_SGD && opt.kind != OPT_ADAM)
         return PyErr_Format(PyExc_ValueError, "kind must be 0 (SGD) or 1 (Adam), got %d", opt.kind);
     if (!(isfinite(opt.lr) && opt.lr >= 0))
@@ -663,7 +698,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
         return PyErr_Format(PyExc_ValueError, "momentum must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 8));
     if (isnan(opt.clip_norm))
         return PyErr_Format(PyExc_ValueError, "clip_norm must be a number (<= 0: no clipping), got nan");
-    if (t < 0) return PyErr_Format(PyExc_ValueError, "t must be >= 0, got %lld", t);
+    if (!(t = check_counter(t_obj))) return NULL;
     if (opt.kind == OPT_ADAM || s1_obj != Py_None) {
         if (!(s1 = check_state(m, s1_obj, "s1"))) return NULL;
     }
@@ -672,48 +707,23 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
         if (overlaps(PyArray_DATA(s1), nbytes(s1), PyArray_DATA(s2), nbytes(s2)))
             return PyErr_Format(PyExc_ValueError, "s1 and s2 must not share memory");
     }
-    /* x and eps are read after the parameters change only if they alias them */
-    const void *pdata = PyArray_DATA(m->params);
-    size_t pbytes = nbytes(m->params);
-    if (overlaps(PyArray_DATA(x), nbytes(x), pdata, pbytes) ||
-        (s1 && overlaps(PyArray_DATA(x), nbytes(x), PyArray_DATA(s1), nbytes(s1))) ||
-        (s2 && overlaps(PyArray_DATA(x), nbytes(x), PyArray_DATA(s2), nbytes(s2))))
-        return PyErr_Format(PyExc_ValueError, "x must not share memory with the parameters or optimizer state");
-    if (eps && (overlaps(PyArray_DATA(eps), nbytes(eps), pdata, pbytes) ||
-                (s1 && overlaps(PyArray_DATA(eps), nbytes(eps), PyArray_DATA(s1), nbytes(s1))) ||
-                (s2 && overlaps(PyArray_DATA(eps), nbytes(eps), PyArray_DATA(s2), nbytes(s2)))))
-        return PyErr_Format(PyExc_ValueError, "eps must not share memory with the parameters or optimizer state");
+    /* x, eps and t are read or written while the parameters change: they must alias none of them */
+    PyArrayObject *inputs[3] = {x, eps, t}, *states[3] = {m->params, s1, s2};
+    const char *names[3] = {"x", "eps", "t"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (inputs[i] && states[j] &&
+                overlaps(PyArray_DATA(inputs[i]), nbytes(inputs[i]), PyArray_DATA(states[j]), nbytes(states[j])))
+                return PyErr_Format(PyExc_ValueError,
+                                    "%s must not share memory with the parameters or optimizer state", names[i]);
 
-    VaeWork W;
-    int err = vae_work(&W, L, (size_t)n, g_threads);
-    if (err || W.total > SIZE_MAX / m->itemsize) return set_core_error(VAE_ERR_OVERFLOW, "train_step");
-
-    lock_model(m);
-    /* buffers are allocated on the first step and grown for a larger batch only */
-    if (!m->grads) m->grads = malloc(L->num_params * m->itemsize + 1);
-    if (m->grads && m->ws_len < W.total) {
-        void *bigger = malloc(W.total * m->itemsize);
-        if (bigger) {
-            free(m->ws);
-            m->ws = bigger;
-            m->ws_len = W.total;
-        }
-    }
-    if (!m->grads || m->ws_len < W.total) {
-        unlock_model(m);
-        return PyErr_NoMemory();
-    }
     VaeStats st;
-    Rng rng_before = m->rng;
+    int err;
+    lock_model(m);
     Py_BEGIN_ALLOW_THREADS
-    const size_t nk = (size_t)n * (size_t)L->cfg.K, isz = m->itemsize;
-    void *ws_eps = (char *)m->ws + W.eps * isz;
-    if (eps) memcpy(ws_eps, PyArray_DATA(eps), nk * isz);
-    else if (L->logvar >= 0) DISPATCH(m, vae_normal, ws_eps, nk, &m->rng);
-    err = DISPATCH(m, vae_train_step, &st, L, &W, m->ws, PyArray_DATA(m->params), m->grads,
-                   s1 ? PyArray_DATA(s1) : NULL, s2 ? PyArray_DATA(s2) : NULL, &opt,
-                   PyArray_DATA(x), (size_t)n, beta);
-    if (err) m->rng = rng_before;   /* a step that is not applied does not use up its noise either */
+    err = vae_train_rows(m->k, L, &m->sb, g_threads, PyArray_DATA(m->params), s1 ? PyArray_DATA(s1) : NULL,
+                         s2 ? PyArray_DATA(s2) : NULL, (int64_t *)PyArray_DATA(t), &opt, PyArray_DATA(x),
+                         eps ? PyArray_DATA(eps) : NULL, &m->rng, (size_t)n, beta, &st);
     Py_END_ALLOW_THREADS
     unlock_model(m);
     if (err) return set_core_error(err, "train_step");
@@ -781,22 +791,36 @@ static int Model_set_rng_state(ModelObject *m, PyObject *value, void *Py_UNUSED(
     return 0;
 }
 
+/* a stack's layer specs as a tuple of int tuples, as the constructor takes them */
+static PyObject *stack_specs(const LayerSpec *specs, int n)
+{
+    static const int nargs[LAYER_KIND_COUNT] = {1, 7, 7, 1, 0, 3};
+    PyObject *out = PyTuple_New(n);
+    for (int i = 0; out && i < n; i++) {
+        int k = specs[i].kind;
+        PyObject *t = PyTuple_New(1 + nargs[k]);
+        if (!t) { Py_CLEAR(out); break; }
+        PyTuple_SET_ITEM(t, 0, PyLong_FromLong(k));
+        for (int j = 0; j < nargs[k]; j++) PyTuple_SET_ITEM(t, j + 1, PyLong_FromLong(specs[i].arg[j]));
+        PyTuple_SET_ITEM(out, i, t);
+    }
+    if (out && PyErr_Occurred()) Py_CLEAR(out);
+    return out;
+}
+
 static PyObject *Model_get_config(ModelObject *m, void *Py_UNUSED(c))
 {
     const VaeConfig *c = &m->L.cfg;
-    PyObject *enc = PyTuple_New(c->n_enc), *dec = PyTuple_New(c->n_dec);
-    if (!enc || !dec) goto fail;
-    for (int i = 0; i < c->n_enc; i++) PyTuple_SET_ITEM(enc, i, PyLong_FromLong(c->enc_h[i]));
-    for (int i = 0; i < c->n_dec; i++) PyTuple_SET_ITEM(dec, i, PyLong_FromLong(c->dec_h[i]));
-    if (PyErr_Occurred()) goto fail;
-    return Py_BuildValue("{s:i,s:i,s:N,s:N,s:s,s:s,s:O,s:s}", "input_dim", c->D, "latent_dim", c->K,
-                         "enc_hidden", enc, "dec_hidden", dec, "activation", ACT_NAMES[c->act],
-                         "likelihood", LIK_NAMES[c->lik], "variational", c->variational ? Py_True : Py_False,
-                         "dtype", dtype_name(m->typenum));
-fail:
-    Py_XDECREF(enc);
-    Py_XDECREF(dec);
-    return NULL;
+    PyObject *shape = c->input.rank == 1 ? Py_BuildValue("(i)", c->input.c)
+                                         : Py_BuildValue("(iii)", c->input.c, c->input.h, c->input.w);
+    PyObject *enc = stack_specs(c->enc, c->n_enc), *dec = stack_specs(c->dec, c->n_dec);
+    if (!shape || !enc || !dec) {
+        Py_XDECREF(shape); Py_XDECREF(enc); Py_XDECREF(dec);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:i,s:N,s:N,s:s,s:O,s:s}", "input_shape", shape, "latent_dim", c->K,
+                         "encoder", enc, "decoder", dec, "likelihood", LIK_NAMES[c->lik],
+                         "variational", c->variational ? Py_True : Py_False, "dtype", dtype_name(m->typenum));
 }
 
 static PyMethodDef Model_methods[] = {
@@ -822,10 +846,12 @@ static PyGetSetDef Model_getset[] = {
 };
 
 PyDoc_STRVAR(Model_doc,
-"Model(input_dim, latent_dim, enc_hidden, dec_hidden, activation, likelihood, variational, dtype, seed)\n"
+"Model(input_shape, latent_dim, encoder, decoder, likelihood, variational, dtype, seed)\n"
 "--\n\n"
-"The low-level VAE (or, variational=False, plain autoencoder) of vaecore's C core.\n"
-"Parameters start at zero; vaecore.VAE initialises them. Use vaecore.VAE, not this.");
+"The low-level VAE (or, variational=False, plain autoencoder) of vaecore's C core:\n"
+"an encoder stack, two linear heads, a decoder stack. Stacks are sequences of int\n"
+"tuples (kind, args...) as vaecore.layers encodes them. Parameters start at zero;\n"
+"vaecore.VAE initialises them. Use vaecore.VAE, not this.");
 
 static PyType_Slot Model_slots[] = {
     {Py_tp_new, Model_new},
@@ -884,7 +910,8 @@ static PyObject *core_get_isa(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(igno
 
 PyDoc_STRVAR(set_isa_doc,
 "set_isa(name, /)\n--\n\n"
-"Run the kernels of another instruction set ('baseline' always works; the\n"
+"Make models created from now on (and matmul, activation, gemm_bench) run the kernels\n"
+"of another instruction set ('baseline' always works; the\n"
 "others only where the CPU has them). For tests and benchmarks.");
 
 static PyObject *core_set_isa(PyObject *Py_UNUSED(mod), PyObject *arg)
@@ -934,31 +961,27 @@ static PyObject *core_matmul(PyObject *Py_UNUSED(mod), PyObject *args)
     if (!PyArg_ParseTuple(args, "OO|ppp:matmul", &ao, &bo, &ta, &tb, &ref)) return NULL;
     PyArrayObject *a = check_float_matrix(ao, "a"), *b = a ? check_float_matrix(bo, "b") : NULL;
     if (!a || !b) return NULL;
-    if (PyArray_TYPE(a) != PyArray_TYPE(b))
-        return PyErr_Format(PyExc_TypeError, "a and b must have the same dtype");
+    if (PyArray_TYPE(a) != PyArray_TYPE(b)) return PyErr_Format(PyExc_TypeError, "a and b must have the same dtype");
     npy_intp M = ta ? PyArray_DIM(a, 1) : PyArray_DIM(a, 0), K = ta ? PyArray_DIM(a, 0) : PyArray_DIM(a, 1);
     npy_intp Kb = tb ? PyArray_DIM(b, 1) : PyArray_DIM(b, 0), N = tb ? PyArray_DIM(b, 0) : PyArray_DIM(b, 1);
     if (K != Kb)
         return PyErr_Format(PyExc_ValueError, "inner dimensions differ: op(a) is (%zd, %zd), op(b) is (%zd, %zd)",
                             (Py_ssize_t)M, (Py_ssize_t)K, (Py_ssize_t)Kb, (Py_ssize_t)N);
     int tn = PyArray_TYPE(a);
-    size_t isz = tn == NPY_FLOAT ? sizeof(float) : sizeof(double);
+    const VaeKernels *k = vae_kernels(tn == NPY_DOUBLE, g_isa);
     npy_intp dims[2] = {M, N};
     PyArrayObject *c = (PyArrayObject *)PyArray_ZEROS(2, dims, tn, 0);
     if (!c) return NULL;
     int threads = g_threads;
     size_t pack_len = vae_pack_len((size_t)N);
-    void *pack = malloc(pack_len * (size_t)threads * isz + 1);
+    void *pack = malloc(pack_len * (size_t)threads * k->itemsize + 1);
     if (!pack) {
         Py_DECREF(c);
         return PyErr_NoMemory();
     }
-    ModelObject fake;   /* DISPATCH reads only typenum */
-    fake.typenum = tn;
-    ModelObject *m = &fake;
     Py_BEGIN_ALLOW_THREADS
-    DISPATCH(m, vae_matmul, PyArray_DATA(c), PyArray_DATA(a), PyArray_DATA(b), (size_t)M, (size_t)N, (size_t)K,
-             ta, tb, ref, pack, pack_len, threads);
+    k->matmul(PyArray_DATA(c), PyArray_DATA(a), PyArray_DATA(b), (size_t)M, (size_t)N, (size_t)K, ta, tb, ref,
+              pack, pack_len, threads);
     Py_END_ALLOW_THREADS
     free(pack);
     return (PyObject *)c;
@@ -980,10 +1003,7 @@ static PyObject *core_activation(PyObject *Py_UNUSED(mod), PyObject *args)
     if (act < 0) return NULL;
     PyArrayObject *out = (PyArrayObject *)PyArray_NewCopy(a, NPY_CORDER);
     if (!out) return NULL;
-    ModelObject fake;
-    fake.typenum = PyArray_TYPE(a);
-    ModelObject *m = &fake;
-    DISPATCH(m, vae_activation, PyArray_DATA(out), (size_t)PyArray_SIZE(out), act);
+    vae_kernels(PyArray_TYPE(a) == NPY_DOUBLE, g_isa)->activation(PyArray_DATA(out), (size_t)PyArray_SIZE(out), act);
     return (PyObject *)out;
 }
 
@@ -993,13 +1013,6 @@ PyDoc_STRVAR(gemm_bench_doc,
 "repeats calls on buffers allocated and touched once (so no allocation or page\n"
 "fault is timed), with the current thread count. For benchmarks.");
 
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static PyObject *core_gemm_bench(PyObject *Py_UNUSED(mod), PyObject *args)
 {
     Py_ssize_t M, N, K, repeats = 10;
@@ -1007,33 +1020,19 @@ static PyObject *core_gemm_bench(PyObject *Py_UNUSED(mod), PyObject *args)
     if (!PyArg_ParseTuple(args, "nnn|ns:gemm_bench", &M, &N, &K, &repeats, &dtype)) return NULL;
     if (M < 1 || N < 1 || K < 1 || M > 65536 || N > 65536 || K > 65536)
         return PyErr_Format(PyExc_ValueError, "M, N and K must be in [1, 65536], got %zd, %zd, %zd", M, N, K);
-    if (repeats < 1) return PyErr_Format(PyExc_ValueError, "repeats must be >= 1, got %zd", repeats);
-    ModelObject fake;
-    if (strcmp(dtype, "float32") == 0) fake.typenum = NPY_FLOAT;
-    else if (strcmp(dtype, "float64") == 0) fake.typenum = NPY_DOUBLE;
+    if (repeats < 1 || repeats > 1000000)
+        return PyErr_Format(PyExc_ValueError, "repeats must be in [1, 1000000], got %zd", repeats);
+    int is_double;
+    if (strcmp(dtype, "float32") == 0) is_double = 0;
+    else if (strcmp(dtype, "float64") == 0) is_double = 1;
     else return PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
-    ModelObject *m = &fake;
-    size_t isz = fake.typenum == NPY_FLOAT ? sizeof(float) : sizeof(double);
+    const VaeKernels *k = vae_kernels(is_double, g_isa);
     int threads = g_threads;
-    size_t pack_len = vae_pack_len((size_t)N);
-    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
-    char *buf = malloc((na + nb + nc + pack_len * (size_t)threads) * isz);
-    if (!buf) return PyErr_NoMemory();
-    double best = 1e300;
+    double best;
     Py_BEGIN_ALLOW_THREADS
-    Rng rng;
-    rng_seed(&rng, 1);
-    DISPATCH(m, vae_normal, (void *)buf, na + nb, &rng);
-    memset(buf + (na + nb) * isz, 0, (nc + pack_len * (size_t)threads) * isz);
-    void *A = buf, *B = buf + na * isz, *C = buf + (na + nb) * isz, *pack = buf + (na + nb + nc) * isz;
-    for (Py_ssize_t r = 0; r <= repeats; r++) {
-        double t0 = monotonic_seconds();
-        DISPATCH(m, vae_matmul, C, A, B, (size_t)M, (size_t)N, (size_t)K, 0, 0, 0, pack, pack_len, threads);
-        double dt = monotonic_seconds() - t0;
-        if (r > 0 && dt < best) best = dt;   /* r = 0 warms the caches up */
-    }
+    best = vae_gemm_bench(k, (size_t)M, (size_t)N, (size_t)K, (int)repeats, threads);
     Py_END_ALLOW_THREADS
-    free(buf);
+    if (best < 0) return PyErr_NoMemory();
     return PyFloat_FromDouble(best);
 }
 
@@ -1050,6 +1049,19 @@ static PyMethodDef core_methods[] = {
 
 /* -------------------------------------------------------------- module */
 
+static int add_names(PyObject *module, const char *attr, const char **names, int n)
+{
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s) { Py_CLEAR(t); break; }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    if (!t) return -1;
+    if (PyModule_AddObject(module, attr, t) < 0) { Py_DECREF(t); return -1; }
+    return 0;
+}
+
 static int core_exec(PyObject *module)
 {
     if (PyArray_ImportNumPyAPI() < 0) return -1;
@@ -1060,11 +1072,10 @@ static int core_exec(PyObject *module)
         Py_DECREF(type);
         return -1;
     }
-    PyObject *acts = Py_BuildValue("(sssss)", ACT_NAMES[0], ACT_NAMES[1], ACT_NAMES[2], ACT_NAMES[3], ACT_NAMES[4]);
-    if (PyModule_AddObject(module, "ACTIVATIONS", acts) < 0) { Py_XDECREF(acts); return -1; }
-    PyObject *liks = Py_BuildValue("(ss)", LIK_NAMES[0], LIK_NAMES[1]);
-    if (PyModule_AddObject(module, "LIKELIHOODS", liks) < 0) { Py_XDECREF(liks); return -1; }
+    if (add_names(module, "ACTIVATIONS", ACT_NAMES, ACT_COUNT) || add_names(module, "LIKELIHOODS", LIK_NAMES, LIK_COUNT))
+        return -1;
     if (PyModule_AddIntConstant(module, "MAX_HIDDEN_LAYERS", VAE_MAX_HIDDEN) < 0) return -1;
+    if (PyModule_AddIntConstant(module, "MAX_LAYERS", VAE_MAX_LAYERS) < 0) return -1;
     if (PyModule_AddIntConstant(module, "MAX_WIDTH", VAE_MAX_WIDTH) < 0) return -1;
 #ifdef _OPENMP
     if (PyModule_AddIntConstant(module, "HAVE_OPENMP", 1) < 0) return -1;

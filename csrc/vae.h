@@ -1,8 +1,9 @@
 /*
  * vae.h: the plain-C core of vaecore. One header for the whole core: the
- * model configuration, the layout of the flat parameter buffer, the layout
- * of the per-batch work buffer, error codes, and the typed kernels (one set
- * for float, one for double, both compiled from the same template files).
+ * model configuration (an encoder stack and a decoder stack of layers), the
+ * layout of the flat parameter buffer, the layout of the per-batch work
+ * buffer, error codes, and the table of typed kernels (one set per float type
+ * and instruction set, all compiled from the same template files).
  *
  * What this is NOT: it knows nothing of Python or NumPy (csrc/_core.c is the
  * only file that does), it never allocates inside a training step, never
@@ -10,10 +11,12 @@
  * code (VAE_OK on success).
  *
  * Dimension letters, used in every signature and shape comment:
- *   B = batch (rows), D = input width, K = latent width,
- *   I = a layer's input width, O = a layer's output width,
- *   P = number of parameters (the length of the flat buffer).
- * All matrices are row-major and contiguous; a linear layer computes
+ *   B = batch (rows), D = input size (C*H*W for images), K = latent width,
+ *   F = width of the encoder's flattened output (the heads' input),
+ *   I = a layer's input size per example, O = its output size per example,
+ *   P = number of parameters (the length of the flat buffer);
+ *   images are NCHW: (B, C, H, W).
+ * All arrays are row-major and contiguous; a linear layer computes
  * out = inp @ W + b with W of shape (I, O).
  */
 #ifndef VAECORE_VAE_H
@@ -22,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conv.h"
 #include "rng.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -31,58 +35,96 @@
 /* error codes; csrc/_core.c turns each into a Python exception */
 enum {
     VAE_OK = 0,
-    VAE_ERR_CONFIG,        /* a size or name in the configuration is invalid */
-    VAE_ERR_OVERFLOW,      /* a size computation would overflow size_t */
-    VAE_ERR_NOMEM,         /* malloc failed (only outside a training step) */
-    VAE_ERR_NONFINITE_LOSS,/* the loss of a step is NaN or Inf */
-    VAE_ERR_NONFINITE_GRAD /* the gradient of a step holds a NaN or Inf */
+    VAE_ERR_CONFIG,           /* a size or name in the configuration is invalid */
+    VAE_ERR_OVERFLOW,         /* a size computation would overflow size_t */
+    VAE_ERR_NOMEM,            /* malloc failed (only outside a training step) */
+    VAE_ERR_NONFINITE_LOSS,   /* the loss of a step is NaN or Inf */
+    VAE_ERR_NONFINITE_GRAD,   /* the gradient of a step holds a NaN or Inf */
+    VAE_ERR_NONFINITE_UPDATE  /* the update would leave a NaN or Inf in the parameters or optimizer state */
 };
 
 enum { ACT_TANH = 0, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_ELU, ACT_COUNT };
-enum { LIK_GAUSSIAN = 0, LIK_BERNOULLI, LIK_COUNT };
+/* gaussian: squared error (a Gaussian of variance 1/2); bernoulli: logits;
+ * gaussian_learned: a Gaussian with a learned per-dimension log-variance dec.logvar (D,) */
+enum { LIK_GAUSSIAN = 0, LIK_BERNOULLI, LIK_GAUSSIAN_LEARNED, LIK_COUNT };
 enum { OPT_SGD = 0, OPT_ADAM };
 
-#define VAE_MAX_HIDDEN 32                        /* hidden layers per side */
-#define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 3)  /* + mu, logvar, out */
-#define VAE_MAX_WIDTH (1 << 24)                  /* any one layer's width */
+/* the kinds of layer; vaecore/layers.py uses the same numbers */
+enum { LAYER_LINEAR = 0, LAYER_CONV2D, LAYER_CONVT2D, LAYER_ACT, LAYER_FLATTEN, LAYER_RESHAPE, LAYER_KIND_COUNT };
+
+#define VAE_MAX_LAYERS 72                        /* layers per stack */
+#define VAE_MAX_HIDDEN 32                        /* hidden layers per side of the MLP form (vaecore.VAE(input_dim, ...)) */
+#define VAE_MAX_WIDTH (1 << 24)                  /* any one size (a width, a channel count, C*H*W) */
+
+/* a layer as the configuration gives it: its kind and up to 7 ints
+ *   LAYER_LINEAR   out
+ *   LAYER_CONV2D   O, KH, KW, SH, SW, PH, PW   (LAYER_CONVT2D the same)
+ *   LAYER_ACT      ACT_*
+ *   LAYER_FLATTEN  -
+ *   LAYER_RESHAPE  C, H, W */
+typedef struct {
+    int kind;
+    int arg[7];
+} LayerSpec;
+
+/* the shape of one example: flat (rank 1: c = width, h = w = 1) or an image (rank 3) */
+typedef struct { int rank, c, h, w; } VaeShape;
 
 typedef struct {
-    int D, K;                        /* input width, latent width */
-    int n_enc, n_dec;                /* hidden layers in encoder, decoder */
-    int enc_h[VAE_MAX_HIDDEN];       /* encoder hidden widths */
-    int dec_h[VAE_MAX_HIDDEN];       /* decoder hidden widths */
-    int act;                         /* ACT_* for every hidden layer */
+    VaeShape input;                  /* the data's shape; D = c * h * w */
+    int K;                           /* latent width */
+    int n_enc, n_dec;                /* layers in the encoder and decoder stacks */
+    LayerSpec enc[VAE_MAX_LAYERS];
+    LayerSpec dec[VAE_MAX_LAYERS];
     int lik;                         /* LIK_* of the decoder output */
     int variational;                 /* 1: VAE (mu, logvar, noise, KL); 0: plain AE (z = mu) */
 } VaeConfig;
 
-/* one linear layer inside the flat parameter buffer */
+/* one layer of a stack, with everything derived from the configuration */
 typedef struct {
-    size_t w;      /* offset of W, shape (I, O) */
-    size_t b;      /* offset of b, shape (O,) */
-    int I, O;
-} LinearSlot;
+    int kind;                        /* LAYER_* */
+    int act;                         /* LAYER_ACT: ACT_* */
+    VaeShape in, out;                /* per example */
+    ConvShape conv;                  /* LAYER_CONV2D, LAYER_CONVT2D */
+    size_t w, b;                     /* offsets of W and b in the parameter buffer (layers with parameters) */
+    size_t nw, nb;                   /* their lengths (0 for layers without parameters) */
+    int alias;                       /* 1: the output is the input's memory (flatten, reshape, or an
+                                        activation applied in place to a linear or conv output) */
+} Layer;
+
+/* a stack of layers */
+typedef struct {
+    int n;
+    Layer layer[VAE_MAX_LAYERS];
+    int first_param;                 /* index of the first layer with parameters, or n */
+} VaeStack;
 
 /* The parameter layout (gradients and optimizer moments share it):
- * enc.0 .. enc.{n_enc-1}, enc.mu, [enc.logvar], dec.0 .. dec.{n_dec-1}, dec.out */
+ * encoder layers with parameters in order (W, b each), enc.mu, [enc.logvar],
+ * decoder layers with parameters in order, [dec.logvar (D,) for gaussian_learned] */
 typedef struct {
     VaeConfig cfg;
-    int n_layers;
-    LinearSlot layer[VAE_MAX_LAYERS];
-    int mu, logvar, dec0, out;       /* indices into layer[]; logvar = -1 for an AE */
+    VaeStack enc, dec;
+    Layer mu, logvar;                /* the linear heads (F, K); logvar.nw = 0 for an AE */
+    size_t dec_logvar;               /* offset of dec.logvar (D,), gaussian_learned only */
+    size_t D, F;                     /* input size, the heads' input width */
     size_t num_params;               /* P */
-    int max_width;                   /* widest layer output or input, for scratch rows */
+    size_t max_row;                  /* the largest per-example size of any layer's input or output */
 } VaeLayout;
+
+/* where a layer's output lives in the work buffer: an offset, or VAE_AT_INPUT
+ * for the stack's own input (x for the encoder, z for the decoder) */
+#define VAE_AT_INPUT SIZE_MAX
 
 /* Offsets (in elements) of every activation inside one work buffer of B rows. */
 typedef struct {
     size_t B;
-    size_t enc[VAE_MAX_HIDDEN];      /* (B, enc_h[l]) hidden outputs, after the activation */
+    size_t enc[VAE_MAX_LAYERS];      /* (B, O) output of each encoder layer (or VAE_AT_INPUT) */
+    size_t dec[VAE_MAX_LAYERS];      /* (B, O) output of each decoder layer (or VAE_AT_INPUT) */
     size_t mu, logvar, eps, z;       /* (B, K) each */
-    size_t dec[VAE_MAX_HIDDEN];      /* (B, dec_h[l]) */
-    size_t out;                      /* (B, D) mean (gaussian) or logits (bernoulli) */
-    size_t ga, gb;                   /* (B, max_width) two scratch gradients, ping-pong */
+    size_t ga, gb;                   /* (B, max_row) two scratch gradients, ping-pong */
     size_t gmu, glogvar;             /* (B, K) */
+    size_t scratch, scratch_len;     /* the conv layers' scratch (im2col columns) */
     size_t pack;                     /* threads x pack_len: gemm's packing buffers */
     size_t pack_len;                 /* elements of one thread's packing buffer */
     int threads;                     /* threads gemm may use */
@@ -106,7 +148,7 @@ typedef struct {
 #define VAE_PACK_SLACK 64
 #define VAE_MAX_THREADS 256
 
-/* batch means of the per-example losses */
+/* batch means (or sums, inside the core) of the per-example losses */
 typedef struct { double loss, recon, kl; } VaeStats;
 
 typedef struct {
@@ -115,12 +157,12 @@ typedef struct {
     double beta1, beta2, eps;        /* Adam */
     double momentum;                 /* SGD */
     double clip_norm;                /* <= 0: no clipping */
-    int64_t t;                       /* steps taken so far; the update uses t + 1 */
 } VaeOptim;
 
 int vae_layout(VaeLayout *L, const VaeConfig *cfg);
 int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads);
 size_t vae_pack_len(size_t max_n);
+size_t vae_shape_size(VaeShape s);
 
 /* instruction sets with their own compiled kernels; vae_isa() picks the best
  * one this CPU runs */
@@ -128,41 +170,85 @@ enum { ISA_DEFAULT = 0, ISA_AVX2, ISA_AVX512, ISA_COUNT };
 int vae_isa(void);
 const char *vae_isa_name(int isa);
 
-/* The typed kernels. The template files (gemm.inc, layers.inc, vae.inc,
- * optim.inc) are compiled once per float type and instruction set:
- * vae_f32.c (real = float, baseline), vae_f32_avx2.c, vae_f32_avx512.c and the
- * same for f64; S is the suffix (f32, f32_avx2, ...). */
-#define VAE_DECLARE(real, S)                                                              \
-    void vae_encode_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
-                        const real *x, size_t B);                                         \
-    void vae_reparameterize_##S(real *z, const real *mu, const real *logvar,              \
-                                const real *eps, size_t n);                               \
-    void vae_decode_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
-                        size_t B);                                                        \
-    void vae_loss_##S(VaeStats *st, const VaeLayout *L, const VaeWork *W, const real *ws, \
-                      const real *x, size_t B, double beta);                              \
-    void vae_backward_##S(real *grads, const VaeLayout *L, const VaeWork *W, real *ws,     \
-                          const real *params, const real *x, size_t B, double beta,        \
-                          double scale, int accumulate, double *sq);                      \
-    void vae_forward_##S(const VaeLayout *L, const VaeWork *W, real *ws, const real *params, \
-                         const real *x, size_t B);                                        \
-    int vae_train_step_##S(VaeStats *st, const VaeLayout *L, const VaeWork *W, real *ws,   \
-                           real *params, real *grads, real *s1, real *s2, VaeOptim *opt,  \
-                           const real *x, size_t B, double beta);                         \
-    void vae_normal_##S(real *out, size_t n, Rng *rng);                                   \
-    ptrdiff_t vae_find_nonfinite_##S(const real *a, size_t n);                            \
-    ptrdiff_t vae_find_outside_unit_##S(const real *a, size_t n);                         \
-    void vae_sigmoid_##S(real *a, size_t n);                                              \
-    void vae_matmul_##S(real *C, const real *A, const real *B, size_t M, size_t N, size_t K, \
-                        int trans_a, int trans_b, int reference, real *pack, size_t pack_len, \
-                        int threads);                                                     \
-    void vae_activation_##S(real *a, size_t n, int act);
+/*
+ * The typed kernels of one float type and instruction set. The template files
+ * (gemm.inc, conv.inc, layers.inc, vae.inc, optim.inc, via kernels.inc) are
+ * compiled once per pair: vae_f32.c (real = float, baseline), vae_f32_avx2.c,
+ * vae_f32_avx512.c and the same for f64, each defining one VaeKernels table
+ * (vae_kernels_f32, vae_kernels_f32_avx2, ...). Arrays are passed as void *
+ * and hold `real`s of the table's type. A model picks its table once
+ * (vae_kernels) and calls through it.
+ */
+typedef struct {
+    size_t itemsize;                 /* sizeof(real) */
+    /* x (B, D) -> the encoder's outputs, mu (B, K), logvar (B, K) in the work buffer */
+    void (*encode)(const VaeLayout *L, const VaeWork *W, void *ws, const void *params, const void *x, size_t B);
+    /* z (B, K) in the work buffer -> every decoder output, the last one (B, D) */
+    void (*decode)(const VaeLayout *L, const VaeWork *W, void *ws, const void *params, size_t B);
+    /* the whole forward pass of x (B, D), with eps (B, K) already in the work buffer */
+    void (*forward)(const VaeLayout *L, const VaeWork *W, void *ws, const void *params, const void *x, size_t B);
+    /* st->recon, st->kl += sums over the B rows of the forward pass in the work buffer */
+    void (*loss)(VaeStats *st, const VaeLayout *L, const VaeWork *W, const void *ws, const void *params,
+                 const void *x, size_t B);
+    /* grads (P) (+)= d (scale * sum_i recon_i + beta kl_i) / d params */
+    void (*backward)(void *grads, const VaeLayout *L, const VaeWork *W, void *ws, const void *params,
+                     const void *x, size_t B, double beta, double scale, int accumulate, double *sq);
+    /* one training step (optim.inc); *t counts steps and is advanced only when the step is applied */
+    int (*train_step)(VaeStats *st, const VaeLayout *L, const VaeWork *W, void *ws, void *params, void *grads,
+                      void *s1, void *s2, int64_t *t, const VaeOptim *opt, const void *x, size_t B, double beta);
+    /* the decoder output (B, D) of the forward pass: where it is in the work buffer (or z) */
+    const void *(*output)(const VaeLayout *L, const VaeWork *W, const void *ws);
+    void (*reparameterize)(void *z, const void *mu, const void *logvar, const void *eps, size_t n);
+    void (*normal)(void *out, size_t n, Rng *rng);
+    ptrdiff_t (*find_nonfinite)(const void *a, size_t n);
+    ptrdiff_t (*find_outside_unit)(const void *a, size_t n);
+    void (*sigmoid)(void *a, size_t n);
+    /* test and benchmark hooks (hooks.c) */
+    void (*matmul)(void *C, const void *A, const void *B, size_t M, size_t N, size_t K, int trans_a,
+                   int trans_b, int reference, void *pack, size_t pack_len, int threads);
+    void (*activation)(void *a, size_t n, int act);
+} VaeKernels;
 
-VAE_DECLARE(float, f32)
-VAE_DECLARE(double, f64)
-VAE_DECLARE(float, f32_avx2)
-VAE_DECLARE(double, f64_avx2)
-VAE_DECLARE(float, f32_avx512)
-VAE_DECLARE(double, f64_avx512)
+extern const VaeKernels vae_kernels_f32, vae_kernels_f64;
+#ifdef VAE_X86
+extern const VaeKernels vae_kernels_f32_avx2, vae_kernels_f64_avx2, vae_kernels_f32_avx512, vae_kernels_f64_avx512;
+#endif
+/* the table for double (is_double = 1) or float, on instruction set isa */
+const VaeKernels *vae_kernels(int is_double, int isa);
+
+/*
+ * model.c: whole calls on n rows, in chunks of VAE_CHUNK_ROWS so that their
+ * work buffers stay small. Each allocates what it needs (these are not
+ * training steps) and returns VAE_ERR_NOMEM / VAE_ERR_OVERFLOW on failure.
+ */
+#define VAE_CHUNK_ROWS 256
+/* mu, logvar (n, K) of x (n, D); logvar may be NULL (an AE has none) */
+int vae_encode_rows(const VaeKernels *k, const VaeLayout *L, int threads, const void *params, const void *x,
+                    size_t n, void *mu, void *logvar);
+/* out (n, D) = the decoder's output for z (n, K); probabilities instead of logits when probs */
+int vae_decode_rows(const VaeKernels *k, const VaeLayout *L, int threads, const void *params, const void *z,
+                    size_t n, void *out, int probs);
+/* the batch means of loss, recon and kl of x (n, D) with noise eps (n, K) (NULL for an AE), and
+ * their gradient into grads (P) unless grads is NULL */
+int vae_loss_rows(const VaeKernels *k, const VaeLayout *L, int threads, const void *params, const void *x,
+                  const void *eps, size_t n, double beta, VaeStats *st, void *grads);
+
+/* a model's training buffers, allocated on its first step and grown for larger batches only */
+typedef struct {
+    void *grads;                     /* (P) */
+    void *ws;                        /* the work buffer */
+    size_t ws_len;                   /* its capacity in elements */
+} VaeStepBuffers;
+void vae_step_buffers_free(VaeStepBuffers *sb);
+/* One training step on x (n, D): noise from eps (n, K) if given, else drawn from rng (a step
+ * that is refused leaves rng as it was), then forward, backward, clipping and the update of
+ * params, s1, s2 and *t. */
+int vae_train_rows(const VaeKernels *k, const VaeLayout *L, VaeStepBuffers *sb, int threads, void *params,
+                   void *s1, void *s2, int64_t *t, const VaeOptim *opt, const void *x, const void *eps,
+                   Rng *rng, size_t n, double beta, VaeStats *st);
+
+/* hooks.c: seconds per call of the fast gemm C (M, N) = A (M, K) @ B (K, N), the best of
+ * `repeats` calls after one warm-up, or a negative value when out of memory */
+double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int repeats, int threads);
 
 #endif

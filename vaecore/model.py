@@ -28,7 +28,6 @@ import json
 import math
 import os
 import tempfile
-import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -152,10 +151,12 @@ class VAE:
         seed = _check_seed(seed)
         if seed is None:
             raise ValueError("seed must be an int in [0, 2**64), got None")
-        self._core = _core.Model(input_dim, latent_dim, hidden, decoder_hidden, activation,
-                                 likelihood, self._variational, dt.name, seed)
+        act = (3, _core.ACTIVATIONS.index(activation))
+        enc = [layer for w in hidden for layer in ((0, w), act)]
+        dec = [layer for w in decoder_hidden for layer in ((0, w), act)] + [(0, input_dim)]
+        self._core = _core.Model((input_dim,), latent_dim, enc, dec, likelihood, self._variational, dt.name, seed)
+        self._mlp = dict(hidden=hidden, decoder_hidden=decoder_hidden, activation=activation)
         self.seed = seed
-        self._lock = threading.Lock()   # serialises train_step with its optimizer's step count
         self._init_params(seed)
 
     # ------------------------------------------------------------ structure
@@ -163,14 +164,14 @@ class VAE:
     def config(self):
         """dict: everything needed to rebuild the model (save/load use it)."""
         c = self._core.config
-        return dict(input_dim=c["input_dim"], latent_dim=c["latent_dim"], hidden=c["enc_hidden"],
-                    decoder_hidden=c["dec_hidden"], activation=c["activation"],
+        return dict(input_dim=c["input_shape"][0], latent_dim=c["latent_dim"], hidden=self._mlp["hidden"],
+                    decoder_hidden=self._mlp["decoder_hidden"], activation=self._mlp["activation"],
                     likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
 
-    input_dim = property(lambda self: self._core.config["input_dim"], doc="int: width D of the data.")
+    input_dim = property(lambda self: math.prod(self._core.config["input_shape"]), doc="int: width D of the data.")
     latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
     likelihood = property(lambda self: self._core.config["likelihood"], doc="str: 'gaussian' or 'bernoulli'.")
-    activation = property(lambda self: self._core.config["activation"], doc="str: the hidden activation.")
+    activation = property(lambda self: self._mlp["activation"], doc="str: the hidden activation.")
     dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
 
     @property
@@ -216,7 +217,19 @@ class VAE:
                 got = buffer.shape if isinstance(buffer, np.ndarray) else type(buffer).__name__
                 raise ValueError(f"buffer must be an ndarray of shape ({self.num_params},), got {got}")
             p = buffer
-        return [(name, p[off:off + math.prod(shape)].reshape(shape)) for name, off, shape in self._core.layout()]
+        return [(self._param_name(name), p[off:off + math.prod(shape)].reshape(shape))
+                for name, off, shape in self._core.layout()]
+
+    def _param_name(self, name):
+        """The MLP form's names: layer i of a stack is hidden layer i // 2 (each Linear is followed by its
+        activation), and the decoder's last Linear is dec.out."""
+        side, index, part = name.split(".")
+        if not index.isdigit():
+            return name
+        index = int(index)
+        if side == "dec" and index == 2 * len(self._mlp["decoder_hidden"]):
+            return f"dec.out.{part}"
+        return f"{side}.{index // 2}.{part}"
 
     def _init_params(self, seed):
         rng = np.random.default_rng(seed)
@@ -412,12 +425,10 @@ class VAE:
             if not self._variational:
                 self._no_eps(eps)
             eps = self._matrix(eps, "eps", self.latent_dim, rows=x.shape[0])
-        with self._lock:
-            try:
-                loss, recon, kl = self._core.train_step(x, beta, eps, *opt._core_args())
-            except FloatingPointError as e:
-                raise FloatingPointError(f"step {opt.t + 1}: {e}") from None
-            opt.t += 1
+        try:
+            loss, recon, kl = self._core.train_step(x, beta, eps, *opt._core_args())
+        except FloatingPointError as e:
+            raise FloatingPointError(f"step {opt.t + 1}: {e}") from None
         return {"loss": loss, "recon": recon, "kl": kl}
 
     # ---------------------------------------------------------- generation
@@ -670,7 +681,16 @@ class Optimizer:
         self.model = model
         self.lr = _check_real(lr, "lr")
         self.clip_norm = None if clip_norm is None else _check_real(clip_norm, "clip_norm", allow_equal=False)
-        self.t = 0
+        self._t = np.zeros(1, dtype=np.int64)   # the step counter, advanced by the C step itself
+
+    @property
+    def t(self):
+        """int: steps taken (counted by the C core's step, so it never disagrees with the parameters)."""
+        return int(self._t[0])
+
+    @t.setter
+    def t(self, value):
+        self._t[0] = _check_int(value, "t", low=0)
 
     def _zeros(self):
         return np.zeros_like(self.model.params)
@@ -721,7 +741,7 @@ class Adam(Optimizer):
         self.v = self._zeros()
 
     def _core_args(self):
-        return (1, self.lr, self.betas[0], self.betas[1], self.eps, 0.0, self._clip(), self.t, self.m, self.v)
+        return (1, self.lr, self.betas[0], self.betas[1], self.eps, 0.0, self._clip(), self._t, self.m, self.v)
 
     def _meta(self):
         return {"kind": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
@@ -759,7 +779,7 @@ class SGD(Optimizer):
         self.buf = self._zeros()
 
     def _core_args(self):
-        return (0, self.lr, 0.0, 0.0, 1.0, self.momentum, self._clip(), self.t, self.buf, None)
+        return (0, self.lr, 0.0, 0.0, 1.0, self.momentum, self._clip(), self._t, self.buf, None)
 
     def _meta(self):
         return {"kind": "SGD", "lr": self.lr, "momentum": self.momentum, "clip_norm": self.clip_norm, "t": self.t}
