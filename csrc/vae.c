@@ -219,7 +219,8 @@ int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads)
     if (threads < 1) threads = 1;
     if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
     W->threads = threads;
-    W->pack_len = vae_pack_len(L->max_row);
+    /* conv layers multiply matrices of thousands of columns: give gemm its widest block */
+    W->pack_len = vae_pack_len(scratch ? (size_t)GEMM_NC_MAX : L->max_row);
     W->pack = n;    err |= add_mul(&n, (size_t)threads, W->pack_len);
     W->total = n;
     return err ? VAE_ERR_OVERFLOW : VAE_OK;

@@ -138,6 +138,106 @@ def linear_backward(dout, inp, W):
 
 
 # ---------------------------------------------------------------------------
+# 2-D convolution layers (NCHW), as torch.nn.functional.conv2d and
+# conv_transpose2d (no dilation, no groups, output_padding 0).
+# Letters: B batch, C input channels, H x W input, O output channels,
+# HO x WO output, KH x KW kernel; stride = (SH, SW), padding = (PH, PW).
+# Written as one einsum per kernel tap (kh, kw), not im2col: the tap reads
+# (or, transposed, writes) the pixels kh + SH*ho, kw + SW*wo of the padded image.
+
+def _tap(kh, kw, n_h, n_w, stride):
+    """the slice of a padded image that kernel tap (kh, kw) touches at n_h x n_w positions"""
+    sh, sw = stride
+    return (slice(None), slice(None), slice(kh, kh + sh * (n_h - 1) + 1, sh),
+            slice(kw, kw + sw * (n_w - 1) + 1, sw))
+
+
+def _conv2d_out_size(H, W, KH, KW, stride, padding):
+    if H + 2 * padding[0] < KH or W + 2 * padding[1] < KW:
+        raise ValueError(f"kernel {(KH, KW)} larger than the padded image {(H, W)} + 2 * {padding}")
+    return (H + 2 * padding[0] - KH) // stride[0] + 1, (W + 2 * padding[1] - KW) // stride[1] + 1
+
+
+def _conv_transpose2d_out_size(H, W, KH, KW, stride, padding):
+    HO, WO = (H - 1) * stride[0] - 2 * padding[0] + KH, (W - 1) * stride[1] - 2 * padding[1] + KW
+    if HO < 1 or WO < 1:
+        raise ValueError(f"conv_transpose2d of {(H, W)} with kernel {(KH, KW)}, stride {stride}, "
+                         f"padding {padding} would be empty: {(HO, WO)}")
+    return HO, WO
+
+
+def conv2d_forward(x, W, b, stride, padding):
+    """x (B, C, H, W), W (O, C, KH, KW), b (O,) -> out (B, O, HO, WO), the cross-correlation
+    out[b, o, ho, wo] = b[o] + sum_{c, kh, kw} x[b, c, SH*ho - PH + kh, SW*wo - PW + kw] W[o, c, kh, kw],
+    x read as 0 outside the image"""
+    B, C, H, Wd = x.shape
+    O, _, KH, KW = W.shape
+    HO, WO = _conv2d_out_size(H, Wd, KH, KW, stride, padding)
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (B, C, H + 2PH, W + 2PW)
+    out = np.zeros((B, O, HO, WO)) + b[None, :, None, None]
+    for kh in range(KH):
+        for kw in range(KW):
+            out += np.einsum("bchw,oc->bohw", xp[_tap(kh, kw, HO, WO, stride)], W[:, :, kh, kw])
+    return out
+
+
+def conv2d_backward(dout, x, W, stride, padding):
+    """dout (B, O, HO, WO), x (B, C, H, W), W (O, C, KH, KW) -> dx (B, C, H, W), dW (O, C, KH, KW),
+    db (O,): each tap's einsum of conv2d_forward differentiated, dx cropped from the padded image"""
+    B, C, H, Wd = x.shape
+    O, _, KH, KW = W.shape
+    HO, WO = dout.shape[2:]
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxp = np.zeros_like(xp)  # gradient of the padded image
+    dW = np.zeros(W.shape)
+    for kh in range(KH):
+        for kw in range(KW):
+            tap = _tap(kh, kw, HO, WO, stride)
+            dW[:, :, kh, kw] = np.einsum("bohw,bchw->oc", dout, xp[tap])
+            dxp[tap] += np.einsum("bohw,oc->bchw", dout, W[:, :, kh, kw])
+    dx = dxp[:, :, ph:ph + H, pw:pw + Wd]  # the padding has no gradient to pass on
+    db = dout.sum(axis=(0, 2, 3))
+    return dx, dW, db
+
+
+def conv_transpose2d_forward(x, W, b, stride, padding):
+    """x (B, C, H, W), W (C, O, KH, KW), b (O,) -> out (B, O, HO, WO): each input pixel
+    x[b, c, h, w] adds x * W[c, o, kh, kw] onto output pixel (SH*h - PH + kh, SW*w - PW + kw);
+    what lands outside the output (in the padding) is dropped"""
+    B, C, H, Wd = x.shape
+    _, O, KH, KW = W.shape
+    HO, WO = _conv_transpose2d_out_size(H, Wd, KH, KW, stride, padding)
+    ph, pw = padding
+    full = np.zeros((B, O, (H - 1) * stride[0] + KH, (Wd - 1) * stride[1] + KW))  # before cropping
+    for kh in range(KH):
+        for kw in range(KW):
+            full[_tap(kh, kw, H, Wd, stride)] += np.einsum("bchw,co->bohw", x, W[:, :, kh, kw])
+    return full[:, :, ph:ph + HO, pw:pw + WO] + b[None, :, None, None]
+
+
+def conv_transpose2d_backward(dout, x, W, stride, padding):
+    """dout (B, O, HO, WO), x (B, C, H, W), W (C, O, KH, KW) -> dx (B, C, H, W), dW (C, O, KH, KW),
+    db (O,): the cropped-away border of the full output has gradient 0"""
+    B, C, H, Wd = x.shape
+    _, O, KH, KW = W.shape
+    HO, WO = dout.shape[2:]
+    ph, pw = padding
+    dfull = np.zeros((B, O, (H - 1) * stride[0] + KH, (Wd - 1) * stride[1] + KW))
+    dfull[:, :, ph:ph + HO, pw:pw + WO] = dout
+    dx = np.zeros(x.shape)
+    dW = np.zeros(W.shape)
+    for kh in range(KH):
+        for kw in range(KW):
+            d = dfull[_tap(kh, kw, H, Wd, stride)]  # (B, O, H, W): what tap (kh, kw) wrote
+            dx += np.einsum("bohw,co->bchw", d, W[:, :, kh, kw])
+            dW[:, :, kh, kw] = np.einsum("bchw,bohw->co", x, d)
+    db = dout.sum(axis=(0, 2, 3))
+    return dx, dW, db
+
+
+# ---------------------------------------------------------------------------
 # the parameter layout
 
 def param_layout(input_dim, latent_dim, hidden, decoder_hidden=None, variational=True):
@@ -474,3 +574,147 @@ def blockwise_rel_error(a, b, model, floor_fraction=1e-3):
                                  float(np.max(np.abs(b), initial=0.0)))
     va, vb = model.unflatten(a), model.unflatten(b)
     return {name: rel_error(va[name], vb[name], floor) for name in model.names}
+
+
+# ---------------------------------------------------------------------------
+# a VAE of layer stacks (the layers issue): stacks as the C core's int tuples
+# (kind, args...), the same encoding as vaecore.layers: Linear (0, out), Conv2d
+# (1, O, KH, KW, SH, SW, PH, PW), ConvTranspose2d (2, ...), activation (3, act),
+# Flatten (4,), Reshape (5, C, H, W). Written from the definitions: each layer
+# a forward function of its input and a backward of (dout, input, pre-activation).
+
+STACK_ACTIVATIONS = ("tanh", "relu", "leaky_relu", "sigmoid", "elu")
+
+
+def _stack_params(spec, in_shape):
+    """(out_shape, [(suffix, shape)]) of one layer given its input's shape (per example)."""
+    kind, a = spec[0], spec[1:]
+    if kind == 0:
+        return (a[0],), [("W", (in_shape[0], a[0])), ("b", (a[0],))]
+    if kind in (1, 2):
+        O, KH, KW, SH, SW, PH, PW = a
+        C, H, W = in_shape
+        if kind == 1:
+            HO, WO = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+            return (O, HO, WO), [("W", (O, C, KH, KW)), ("b", (O,))]
+        HO, WO = (H - 1) * SH - 2 * PH + KH, (W - 1) * SW - 2 * PW + KW
+        return (O, HO, WO), [("W", (C, O, KH, KW)), ("b", (O,))]
+    if kind == 3:
+        return in_shape, []
+    if kind == 4:
+        return (int(np.prod(in_shape)),), []
+    if kind == 5:
+        return tuple(a), []
+    raise ValueError(f"unknown layer kind {kind}")
+
+
+class ReferenceStackVAE:
+    """loss and gradient of a layer-stack VAE in float64, from a flat params vector laid out as the
+    C core's layout(): the encoder's parameter layers, enc.mu, enc.logvar, the decoder's, dec.logvar."""
+
+    def __init__(self, input_shape, latent_dim, encoder, decoder, likelihood):
+        self.input_shape, self.K, self.lik = tuple(input_shape), latent_dim, likelihood
+        self.enc, self.dec = list(encoder), list(decoder)
+        self.names, self.shapes = [], []
+        shape = self.input_shape
+        for i, spec in enumerate(self.enc):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"enc.{i}", ps)
+        F = int(np.prod(shape))
+        self._add("enc.mu", [("W", (F, latent_dim)), ("b", (latent_dim,))])
+        self._add("enc.logvar", [("W", (F, latent_dim)), ("b", (latent_dim,))])
+        shape = (latent_dim,)
+        for i, spec in enumerate(self.dec):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"dec.{i}", ps)
+        if likelihood == "gaussian_learned":
+            self.names.append("dec.logvar")
+            self.shapes.append((int(np.prod(self.input_shape)),))
+
+    def _add(self, prefix, ps):
+        for suffix, shape in ps:
+            self.names.append(f"{prefix}.{suffix}")
+            self.shapes.append(shape)
+
+    def unflatten(self, flat):
+        out, off = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            n = int(np.prod(shape))
+            out[name] = flat[off:off + n].reshape(shape)
+            off += n
+        assert off == flat.size
+        return out
+
+    def _forward(self, prefix, stack, p, h):
+        """h (B, ...) through a stack; returns the output and the tape [(spec, input, pre-activation)]."""
+        tape = []
+        for i, spec in enumerate(stack):
+            kind, a = spec[0], spec[1:]
+            inp = h
+            if kind == 0:
+                h = linear_forward(h, p[f"{prefix}.{i}.W"], p[f"{prefix}.{i}.b"])
+            elif kind == 1:
+                h = conv2d_forward(h, p[f"{prefix}.{i}.W"], p[f"{prefix}.{i}.b"], a[3:5], a[5:7])
+            elif kind == 2:
+                h = conv_transpose2d_forward(h, p[f"{prefix}.{i}.W"], p[f"{prefix}.{i}.b"], a[3:5], a[5:7])
+            elif kind == 3:
+                h = activation_forward(h, STACK_ACTIVATIONS[a[0]])
+            elif kind == 4:
+                h = h.reshape(h.shape[0], -1)
+            else:
+                h = h.reshape(h.shape[0], *a)
+            tape.append((i, spec, inp))
+        return h, tape
+
+    def _backward(self, prefix, p, g, tape, grads):
+        for i, spec, inp in reversed(tape):
+            kind, a = spec[0], spec[1:]
+            if kind == 0:
+                g, grads[f"{prefix}.{i}.W"], grads[f"{prefix}.{i}.b"] = linear_backward(g, inp, p[f"{prefix}.{i}.W"])
+            elif kind == 1:
+                g, grads[f"{prefix}.{i}.W"], grads[f"{prefix}.{i}.b"] = conv2d_backward(
+                    g, inp, p[f"{prefix}.{i}.W"], a[3:5], a[5:7])
+            elif kind == 2:
+                g, grads[f"{prefix}.{i}.W"], grads[f"{prefix}.{i}.b"] = conv_transpose2d_backward(
+                    g, inp, p[f"{prefix}.{i}.W"], a[3:5], a[5:7])
+            elif kind == 3:
+                g = activation_backward(g, inp, STACK_ACTIVATIONS[a[0]])
+            else:
+                g = g.reshape(inp.shape)
+        return g
+
+    def loss_and_grad(self, flat, x, eps, beta):
+        """((loss, recon, kl), grad (P,)) for x (B, D) and eps (B, K), batch means."""
+        p = self.unflatten(np.asarray(flat, np.float64))
+        B = x.shape[0]
+        h, enc_tape = self._forward("enc", self.enc, p, x.reshape(B, *self.input_shape))
+        hf = h.reshape(B, -1)
+        mu = linear_forward(hf, p["enc.mu.W"], p["enc.mu.b"])
+        lv = linear_forward(hf, p["enc.logvar.W"], p["enc.logvar.b"])
+        sigma = np.exp(0.5 * lv)
+        z = mu + sigma * eps
+        out_shaped, dec_tape = self._forward("dec", self.dec, p, z)
+        out = out_shaped.reshape(B, -1)
+        grads = {}
+        if self.lik == "gaussian":
+            recon = gaussian_recon(x, out)
+            dout = 2 * (out - x)
+        elif self.lik == "bernoulli":
+            recon = bernoulli_recon(x, out)
+            dout = sigmoid(out) - x
+        else:
+            dlv = p["dec.logvar"]
+            recon = np.sum((x - out) ** 2 / (2 * np.exp(dlv)) + dlv / 2 + 0.5 * np.log(2 * np.pi), axis=1)
+            dout = (out - x) / np.exp(dlv)
+            grads["dec.logvar"] = np.sum(0.5 - (x - out) ** 2 / (2 * np.exp(dlv)), axis=0) / B
+        kl = gaussian_kl(mu, lv)
+        dz = self._backward("dec", p, dout.reshape(out_shaped.shape) / B, dec_tape, grads)
+        dz = dz.reshape(B, -1)
+        dmu = dz + beta * mu / B
+        dlogvar = dz * eps * 0.5 * sigma + beta * 0.5 * (np.exp(lv) - 1) / B
+        dh1, grads["enc.mu.W"], grads["enc.mu.b"] = linear_backward(dmu, hf, p["enc.mu.W"])
+        dh2, grads["enc.logvar.W"], grads["enc.logvar.b"] = linear_backward(dlogvar, hf, p["enc.logvar.W"])
+        self._backward("enc", p, (dh1 + dh2).reshape(h.shape), enc_tape, grads)
+        flat_grad = np.concatenate([grads[name].reshape(-1) for name in self.names])
+        stats = (float(np.mean(recon + beta * kl)), float(np.mean(recon)), float(np.mean(kl)))
+        return stats, flat_grad
