@@ -29,11 +29,11 @@ import math
 import os
 import tempfile
 import threading
-from numbers import Integral, Real
 
 import numpy as np
 
 from . import _core
+from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
 
 __all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
 
@@ -44,45 +44,6 @@ _MAGIC = "vaecore-model"
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_ROWS = 2**63 - 1   # the C core counts rows in a Py_ssize_t
-
-
-def _check_int(value, name, low=1, high=None):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return int(value)
-
-
-def _check_widths(widths, name):
-    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
-        raise TypeError(f"{name} must be a tuple of positive ints, got {type(widths).__name__} {widths!r}")
-    out = tuple(widths)
-    for i, w in enumerate(out):
-        _check_int(w, f"{name}[{i}]", high=_core.MAX_WIDTH)
-    if len(out) > _core.MAX_HIDDEN_LAYERS:
-        raise ValueError(f"{name} may have at most {_core.MAX_HIDDEN_LAYERS} layers, got {len(out)}")
-    return out
-
-
-def _check_real(value, name, low=0.0, allow_equal=True):
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (not allow_equal and value == low):
-        op = ">=" if allow_equal else ">"
-        raise ValueError(f"{name} must be a finite number {op} {low}, got {value!r}")
-    return value
-
-
-def _check_seed(seed, name="seed"):
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**64:
-        raise ValueError(f"{name} must be None or an int in [0, 2**64), got {seed!r}")
-    return int(seed)
 
 
 class VAE:
@@ -135,10 +96,12 @@ class VAE:
 
     def __init__(self, input_dim, latent_dim, hidden=(64, 64), *, decoder_hidden=None,
                  activation="tanh", likelihood="gaussian", dtype="float32", seed=0):
-        input_dim = _check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
-        latent_dim = _check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
-        hidden = _check_widths(hidden, "hidden")
-        decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else _check_widths(decoder_hidden, "decoder_hidden")
+        input_dim = check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
+        latent_dim = check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
+        hidden = check_widths(hidden, "hidden", high=_core.MAX_WIDTH, max_len=_core.MAX_HIDDEN_LAYERS)
+        decoder_hidden = (tuple(reversed(hidden)) if decoder_hidden is None else
+                          check_widths(decoder_hidden, "decoder_hidden", high=_core.MAX_WIDTH,
+                                       max_len=_core.MAX_HIDDEN_LAYERS))
         if activation not in _core.ACTIVATIONS:
             raise ValueError(f"activation must be one of {_core.ACTIVATIONS}, got {activation!r}")
         if likelihood not in _core.LIKELIHOODS:
@@ -149,9 +112,7 @@ class VAE:
             dt = None
         if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        seed = _check_seed(seed)
-        if seed is None:
-            raise ValueError("seed must be an int in [0, 2**64), got None")
+        seed = check_seed(seed, high=SEED_MAX)
         self._core = _core.Model(input_dim, latent_dim, hidden, decoder_hidden, activation,
                                  likelihood, self._variational, dt.name, seed)
         self.seed = seed
@@ -328,7 +289,7 @@ class VAE:
         return self._core.decode(self._matrix(z, "z", self.latent_dim), True)
 
     def _beta(self, beta):
-        return _check_real(beta, "beta")
+        return check_real(beta, "beta")
 
     def loss(self, x, *, beta=1.0, eps=None):
         """The training loss on a batch, without gradients.
@@ -434,8 +395,8 @@ class VAE:
         -------
         ndarray, shape (n, input_dim)
         """
-        n = _check_int(n, "n", high=_MAX_ROWS)
-        return self._core.decode(self._core.normal(n, _check_seed(seed)))
+        n = check_int(n, "n", high=_MAX_ROWS)
+        return self._core.decode(self._core.normal(n, check_seed(seed, high=SEED_MAX, allow_none=True)))
 
     def reconstruct(self, x):
         """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, input_dim)."""
@@ -483,9 +444,9 @@ class VAE:
             In nats, with the Gaussian constant -(D/2) log(pi) included.
         """
         x = self._x(x)
-        k = _check_int(k, "k", high=_MAX_ROWS)
+        k = check_int(k, "k", high=_MAX_ROWS)
         self._bernoulli_check(x)
-        seed = _check_seed(seed)
+        seed = check_seed(seed, high=SEED_MAX, allow_none=True)
         rng_seed = seed
         n, K = x.shape[0], self.latent_dim
         mu, logvar = self._core.encode(x)
@@ -529,9 +490,9 @@ class VAE:
             In nats, the same units as :meth:`log_likelihood`.
         """
         x = self._x(x)
-        k = _check_int(k, "k", high=_MAX_ROWS // x.shape[0])   # n * k noise rows
+        k = check_int(k, "k", high=_MAX_ROWS // x.shape[0])   # n * k noise rows
         self._bernoulli_check(x)
-        seed = _check_seed(seed)
+        seed = check_seed(seed, high=SEED_MAX, allow_none=True)
         n, K = x.shape[0], self.latent_dim
         mu, logvar = self._core.encode(x)
         eps = self._core.normal(n * k, seed).reshape(n, k, K)
@@ -668,8 +629,8 @@ class Optimizer:
         if not isinstance(model, VAE):
             raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
         self.model = model
-        self.lr = _check_real(lr, "lr")
-        self.clip_norm = None if clip_norm is None else _check_real(clip_norm, "clip_norm", allow_equal=False)
+        self.lr = check_real(lr, "lr")
+        self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm", allow_equal=False)
         self.t = 0
 
     def _zeros(self):
@@ -713,10 +674,10 @@ class Adam(Optimizer):
             b1, b2 = betas
         except (TypeError, ValueError):
             raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
-        self.betas = (_check_real(b1, "betas[0]"), _check_real(b2, "betas[1]"))
+        self.betas = (check_real(b1, "betas[0]"), check_real(b2, "betas[1]"))
         if not (self.betas[0] < 1 and self.betas[1] < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-        self.eps = _check_real(eps, "eps", allow_equal=False)
+        self.eps = check_real(eps, "eps", allow_equal=False)
         self.m = self._zeros()
         self.v = self._zeros()
 
@@ -755,7 +716,7 @@ class SGD(Optimizer):
 
     def __init__(self, model, lr, momentum=0.0, *, clip_norm=None):
         super().__init__(model, lr, clip_norm)
-        self.momentum = _check_real(momentum, "momentum")
+        self.momentum = check_real(momentum, "momentum")
         self.buf = self._zeros()
 
     def _core_args(self):
