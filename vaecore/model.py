@@ -23,23 +23,17 @@ weights and keeps the optimizer state.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import tempfile
 import threading
 
 import numpy as np
 
 from . import _core
 from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
+from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
 
 __all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
-
-#: version of the file format written by :meth:`VAE.save`
-FORMAT_VERSION = 1
-_MAGIC = "vaecore-model"
 
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
@@ -730,76 +724,3 @@ class SGD(Optimizer):
 
     def __repr__(self):
         return f"SGD(lr={self.lr}, momentum={self.momentum}, clip_norm={self.clip_norm}, t={self.t})"
-
-
-# --------------------------------------------------------------- file format
-def _digest(meta_bytes, arrays):
-    h = hashlib.sha256(meta_bytes)
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(key.encode())
-        h.update(str(a.dtype.str).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _atomic_savez(path, meta, arrays):
-    path = os.fsdecode(os.fspath(path))
-    meta_bytes = json.dumps(meta, sort_keys=True).encode()
-    payload = dict(arrays)
-    payload["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
-    payload["checksum"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vaecore-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable (best effort: not every file system allows it)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _checked_load(path):
-    import zipfile
-
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(f"no model file at {name!r}")
-    try:
-        with open(name, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
-        raise ValueError(f"{name!r} is not a readable vaecore model file (truncated or foreign): {e}") from None
-    except Exception as e:  # zipfile's NotImplementedError, RuntimeError... on damaged headers
-        raise ValueError(f"{name!r} is not a readable vaecore model file (damaged): "
-                         f"{type(e).__name__}: {e}") from None
-    if "meta" not in arrays or "checksum" not in arrays:
-        raise ValueError(f"{name!r} is not a vaecore model file (no metadata)")
-    meta_bytes = arrays.pop("meta").tobytes()
-    checksum = arrays.pop("checksum").tobytes().decode("ascii", "replace")
-    try:
-        meta = json.loads(meta_bytes)
-    except ValueError:
-        raise ValueError(f"{name!r}: corrupted metadata") from None
-    if not isinstance(meta, dict) or meta.get("magic") != _MAGIC:
-        raise ValueError(f"{name!r} is not a vaecore model file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{name!r} has format version {version!r}; this vaecore reads up to "
-                         f"{FORMAT_VERSION}: upgrade vaecore")
-    if _digest(meta_bytes, arrays) != checksum:
-        raise ValueError(f"{name!r} is corrupted: its checksum does not match its contents")
-    return meta, arrays

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import SEED_MAX, check_int, check_real, check_seed
-from .model import VAE, Adam, Optimizer, _atomic_savez, _checked_load
+from .io import _atomic_savez, _checked_load
+from .model import VAE, Adam, Optimizer
 
 __all__ = ["fit", "History"]
 
