@@ -18,8 +18,9 @@ with beta = 1 the negative ELBO and beta > 1 the beta-VAE (Higgins et al.
 ("Importance Weighted Autoencoders").
 
 Every heavy step (forward, backward, sampling, optimizer update) is one call
-into ``vaecore._core``; this module converts and checks arguments, initialises
-weights and keeps the optimizer state.
+into ``vaecore._core``; this module converts and checks arguments and
+initialises weights. The optimizers are in ``optim.py``, the file format in
+``io.py``, the argument checks in ``_checks.py``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 from . import _core
 from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
 from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
+from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
 __all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
 
@@ -600,127 +602,3 @@ class AE(VAE):
     def elbo(self, x, k=1, seed=None):
         """Not defined: a plain autoencoder has no posterior and no ELBO."""
         raise NotImplementedError("a plain autoencoder has no ELBO; use a VAE")
-
-
-# ---------------------------------------------------------------- optimizers
-class Optimizer:
-    """Base of :class:`Adam` and :class:`SGD`: state that shares the layout of ``model.params``.
-
-    Attributes
-    ----------
-    model : VAE
-    lr : float
-    clip_norm : float or None
-        If set, gradients are rescaled so that their global L2 norm is at
-        most this (as ``torch.nn.utils.clip_grad_norm_``).
-    t : int
-        Steps taken.
-    """
-
-    def __init__(self, model, lr, clip_norm):
-        if type(self) is Optimizer:
-            raise TypeError("Optimizer is the base class of the optimizers: create a vaecore.Adam or vaecore.SGD")
-        if not isinstance(model, VAE):
-            raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
-        self.model = model
-        self.lr = check_real(lr, "lr")
-        self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm", allow_equal=False)
-        self.t = 0
-
-    def _zeros(self):
-        return np.zeros_like(self.model.params)
-
-    def _clip(self):
-        return 0.0 if self.clip_norm is None else self.clip_norm
-
-    @staticmethod
-    def _from_saved(model, meta, arrays):
-        kind = meta.pop("kind")
-        t = meta.pop("t")
-        opt = Adam(model, **meta) if kind == "Adam" else SGD(model, **meta)
-        opt.t = int(t)
-        for key, arr in arrays.items():
-            getattr(opt, key)[...] = arr
-        return opt
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with PyTorch's semantics, bias correction included.
-
-    Parameters
-    ----------
-    model : VAE
-    lr : float, default 1e-3
-    betas : (float, float), default (0.9, 0.999)
-    eps : float, default 1e-8
-    clip_norm : float, optional
-        Global-norm gradient clipping before the update.
-
-    Attributes
-    ----------
-    m, v : ndarray, shape (num_params,)
-        First and second moment estimates, in the layout of ``model.params``.
-    """
-
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, clip_norm=None):
-        super().__init__(model, lr, clip_norm)
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
-        self.betas = (check_real(b1, "betas[0]"), check_real(b2, "betas[1]"))
-        if not (self.betas[0] < 1 and self.betas[1] < 1):
-            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-        self.eps = check_real(eps, "eps", allow_equal=False)
-        self.m = self._zeros()
-        self.v = self._zeros()
-
-    def _core_args(self):
-        return (1, self.lr, self.betas[0], self.betas[1], self.eps, 0.0, self._clip(), self.t, self.m, self.v)
-
-    def _meta(self):
-        return {"kind": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "clip_norm": self.clip_norm, "t": self.t}
-
-    def _arrays(self):
-        return {"m": self.m, "v": self.v}
-
-    def __repr__(self):
-        return f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, clip_norm={self.clip_norm}, t={self.t})"
-
-
-class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, PyTorch's semantics (dampening 0).
-
-    ``buf = momentum * buf + grad; params -= lr * buf``.
-
-    Parameters
-    ----------
-    model : VAE
-    lr : float
-    momentum : float, default 0.0
-    clip_norm : float, optional
-        Global-norm gradient clipping before the update.
-
-    Attributes
-    ----------
-    buf : ndarray, shape (num_params,)
-        The momentum buffer, in the layout of ``model.params``.
-    """
-
-    def __init__(self, model, lr, momentum=0.0, *, clip_norm=None):
-        super().__init__(model, lr, clip_norm)
-        self.momentum = check_real(momentum, "momentum")
-        self.buf = self._zeros()
-
-    def _core_args(self):
-        return (0, self.lr, 0.0, 0.0, 1.0, self.momentum, self._clip(), self.t, self.buf, None)
-
-    def _meta(self):
-        return {"kind": "SGD", "lr": self.lr, "momentum": self.momentum, "clip_norm": self.clip_norm, "t": self.t}
-
-    def _arrays(self):
-        return {"buf": self.buf}
-
-    def __repr__(self):
-        return f"SGD(lr={self.lr}, momentum={self.momentum}, clip_norm={self.clip_norm}, t={self.t})"

@@ -22,7 +22,8 @@ import numpy as np
 
 from ._checks import SEED_MAX, check_int, check_real, check_seed
 from .io import _atomic_savez, _checked_load
-from .model import VAE, Adam, Optimizer
+from .model import VAE
+from .optim import Adam, Optimizer
 
 __all__ = ["fit", "History"]
 
