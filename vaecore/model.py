@@ -24,9 +24,11 @@ initialises weights. The optimizers are in ``optim.py``, the file format in
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,11 +37,30 @@ from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
 from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
-__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
+__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
 
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_ROWS = 2**63 - 1   # the C core counts rows in a Py_ssize_t
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The configuration of a :class:`VAE` or :class:`AE`: its constructor's arguments.
+
+    ``VAE.cfg`` returns it resolved (decoder_hidden a tuple, dtype a name);
+    ``VAE.config`` is the same as a dict, which is what a model file stores.
+    The model checks the values; this class only holds them.
+    """
+
+    input_dim: int                          # D, width of the data
+    latent_dim: int                         # K, width of the latent space
+    hidden: tuple = (64, 64)                # widths of the encoder's hidden layers; () for none
+    decoder_hidden: tuple | None = None     # widths of the decoder's hidden layers; None mirrors hidden
+    activation: str = "tanh"                # of every hidden layer: tanh, relu, leaky_relu, sigmoid, elu
+    likelihood: str = "gaussian"            # of the decoder's output: gaussian (mean) or bernoulli (logits)
+    dtype: str = "float32"                  # of the parameters and every computation: float32 or float64
+    seed: int = 0                           # of the initial weights and of the model's noise generator
 
 
 class VAE:
@@ -117,12 +138,17 @@ class VAE:
 
     # ------------------------------------------------------------ structure
     @property
-    def config(self):
-        """dict: everything needed to rebuild the model (save/load use it)."""
+    def cfg(self):
+        """VAEConfig: the model's configuration, resolved (decoder_hidden and dtype spelled out)."""
         c = self._core.config
-        return dict(input_dim=c["input_dim"], latent_dim=c["latent_dim"], hidden=c["enc_hidden"],
-                    decoder_hidden=c["dec_hidden"], activation=c["activation"],
-                    likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+        return VAEConfig(input_dim=c["input_dim"], latent_dim=c["latent_dim"], hidden=c["enc_hidden"],
+                         decoder_hidden=c["dec_hidden"], activation=c["activation"],
+                         likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+
+    @property
+    def config(self):
+        """dict: everything needed to rebuild the model, ``dataclasses.asdict(self.cfg)`` (save/load use it)."""
+        return dataclasses.asdict(self.cfg)
 
     input_dim = property(lambda self: self._core.config["input_dim"], doc="int: width D of the data.")
     latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
