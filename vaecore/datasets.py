@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_int, check_real, check_seed
+
 __all__ = [
     "two_spirals",
     "moons",
@@ -48,42 +50,7 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------
-# argument checks shared by the functions below
-
-
-def _check_int(name, value, minimum):
-    """Return ``value`` as an int, checking it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if value > np.iinfo(np.intp).max:
-        raise ValueError(f"{name} must be at most {np.iinfo(np.intp).max} (an array size), got {value}")
-    return int(value)
-
-
-def _check_float(name, value, minimum=None, strictly_positive=False):
-    """Return ``value`` as a finite float, checking its lower bound."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if strictly_positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_seed(seed):
-    """Check that ``seed`` is something np.random.default_rng accepts as a seed."""
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return int(seed)
+_MAX_SIZE = np.iinfo(np.intp).max  # a count or a size must fit an array's dimension
 
 
 def _split_counts(n, parts):
@@ -141,12 +108,12 @@ def two_spirals(n=2000, noise=0.03, turns=1.5, seed=0):
     >>> X.shape, t.shape, arm.shape
     ((500, 2), (500,), (500,))
     """
-    n = _check_int("n", n, 2)
-    noise = _check_float("noise", noise, minimum=0.0)
-    turns = _check_float("turns", turns, strictly_positive=True)
+    n = check_int(n, "n", low=2, high=_MAX_SIZE)
+    noise = check_real(noise, "noise")
+    turns = check_real(turns, "turns", allow_equal=False)
     if turns > 1e6:  # (2 pi turns)^2 must not overflow; the 4097-point arc-length grid is useless far earlier
         raise ValueError(f"turns must be <= 1e6, got {turns}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
 
     r0 = 0.05
@@ -196,9 +163,9 @@ def moons(n=2000, noise=0.05, seed=0):
     y : ndarray of int64, shape (n,)
         Which moon each point belongs to, 0 or 1.
     """
-    n = _check_int("n", n, 2)
-    noise = _check_float("noise", noise, minimum=0.0)
-    seed = _check_seed(seed)
+    n = check_int(n, "n", low=2, high=_MAX_SIZE)
+    noise = check_real(noise, "noise")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
 
     y = np.repeat(np.arange(2, dtype=np.int64), _split_counts(n, 2))  # (n,)
@@ -238,10 +205,10 @@ def rings(n=2000, noise=0.03, n_rings=2, seed=0):
     y : ndarray of int64, shape (n,)
         Ring index of each point, in ``0 .. n_rings - 1`` (0 is innermost).
     """
-    n_rings = _check_int("n_rings", n_rings, 1)
-    n = _check_int("n", n, n_rings)
-    noise = _check_float("noise", noise, minimum=0.0)
-    seed = _check_seed(seed)
+    n_rings = check_int(n_rings, "n_rings", low=1, high=_MAX_SIZE)
+    n = check_int(n, "n", low=n_rings, high=_MAX_SIZE)
+    noise = check_real(noise, "noise")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
 
     y = np.repeat(np.arange(n_rings, dtype=np.int64), _split_counts(n, n_rings))  # (n,)
@@ -282,11 +249,11 @@ def gaussian_mixture(n=2000, k=8, radius=1.0, std=0.05, seed=0):
     y : ndarray of int64, shape (n,)
         Component index of each point, in ``0 .. k - 1``.
     """
-    k = _check_int("k", k, 1)
-    n = _check_int("n", n, k)
-    radius = _check_float("radius", radius, minimum=0.0)
-    std = _check_float("std", std, minimum=0.0)
-    seed = _check_seed(seed)
+    k = check_int(k, "k", low=1, high=_MAX_SIZE)
+    n = check_int(n, "n", low=k, high=_MAX_SIZE)
+    radius = check_real(radius, "radius")
+    std = check_real(std, "std")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
 
     y = np.repeat(np.arange(k, dtype=np.int64), _split_counts(n, k))  # (n,)
@@ -636,9 +603,9 @@ def shapes(n=10000, size=32, seed=0):
     factor_names : tuple of str
         ``("shape", "scale", "rotation", "pos_x", "pos_y")``.
     """
-    n = _check_int("n", n, 1)
-    size = _check_int("size", size, 16)
-    seed = _check_seed(seed)
+    n = check_int(n, "n", low=1, high=_MAX_SIZE)
+    size = check_int(size, "size", low=16, high=_MAX_SIZE)
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
 
     factors = np.stack([rng.integers(0, k, size=n) for k in _SHAPES_FACTOR_SIZES], axis=1).astype(np.int64)  # (n, 5)

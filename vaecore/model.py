@@ -18,70 +18,48 @@ with beta = 1 the negative ELBO and beta > 1 the beta-VAE (Higgins et al.
 ("Importance Weighted Autoencoders").
 
 Every heavy step (forward, backward, sampling, optimizer update) is one call
-into ``vaecore._core``; this module converts and checks arguments, initialises
-weights and keeps the optimizer state.
+into ``vaecore._core``; this module converts and checks arguments and
+initialises weights. The optimizers are in ``optim.py``, the file format in
+``io.py``, the argument checks in ``_checks.py``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
 import os
-import tempfile
-from numbers import Integral, Real
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
+from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
+from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
+from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
-__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
-
-#: version of the file format written by :meth:`VAE.save`
-FORMAT_VERSION = 1
-_MAGIC = "vaecore-model"
+__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
 
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_ROWS = 2**63 - 1   # the C core counts rows in a Py_ssize_t
 
 
-def _check_int(value, name, low=1, high=None):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return int(value)
+@dataclass(frozen=True)
+class VAEConfig:
+    """The configuration of a :class:`VAE` or :class:`AE`: its constructor's arguments.
 
+    ``VAE.cfg`` returns it resolved (decoder_hidden a tuple, dtype a name);
+    ``VAE.config`` is the same as a dict, which is what a model file stores.
+    The model checks the values; this class only holds them.
+    """
 
-def _check_widths(widths, name):
-    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
-        raise TypeError(f"{name} must be a tuple of positive ints, got {type(widths).__name__} {widths!r}")
-    out = tuple(widths)
-    for i, w in enumerate(out):
-        _check_int(w, f"{name}[{i}]", high=_core.MAX_WIDTH)
-    if len(out) > _core.MAX_HIDDEN_LAYERS:
-        raise ValueError(f"{name} may have at most {_core.MAX_HIDDEN_LAYERS} layers, got {len(out)}")
-    return out
-
-
-def _check_real(value, name, low=0.0, allow_equal=True):
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (not allow_equal and value == low):
-        op = ">=" if allow_equal else ">"
-        raise ValueError(f"{name} must be a finite number {op} {low}, got {value!r}")
-    return value
-
-
-def _check_seed(seed, name="seed"):
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**64:
-        raise ValueError(f"{name} must be None or an int in [0, 2**64), got {seed!r}")
-    return int(seed)
+    input_dim: int                          # D, width of the data
+    latent_dim: int                         # K, width of the latent space
+    hidden: tuple = (64, 64)                # widths of the encoder's hidden layers; () for none
+    decoder_hidden: tuple | None = None     # widths of the decoder's hidden layers; None mirrors hidden
+    activation: str = "tanh"                # of every hidden layer: tanh, relu, leaky_relu, sigmoid, elu
+    likelihood: str = "gaussian"            # of the decoder's output: gaussian (mean) or bernoulli (logits)
+    dtype: str = "float32"                  # of the parameters and every computation: float32 or float64
+    seed: int = 0                           # of the initial weights and of the model's noise generator
 
 
 class VAE:
@@ -134,10 +112,12 @@ class VAE:
 
     def __init__(self, input_dim, latent_dim, hidden=(64, 64), *, decoder_hidden=None,
                  activation="tanh", likelihood="gaussian", dtype="float32", seed=0):
-        input_dim = _check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
-        latent_dim = _check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
-        hidden = _check_widths(hidden, "hidden")
-        decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else _check_widths(decoder_hidden, "decoder_hidden")
+        input_dim = check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
+        latent_dim = check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
+        hidden = check_widths(hidden, "hidden", high=_core.MAX_WIDTH, max_len=_core.MAX_HIDDEN_LAYERS)
+        decoder_hidden = (tuple(reversed(hidden)) if decoder_hidden is None else
+                          check_widths(decoder_hidden, "decoder_hidden", high=_core.MAX_WIDTH,
+                                       max_len=_core.MAX_HIDDEN_LAYERS))
         if activation not in _core.ACTIVATIONS:
             raise ValueError(f"activation must be one of {_core.ACTIVATIONS}, got {activation!r}")
         if likelihood not in _core.LIKELIHOODS:
@@ -148,9 +128,7 @@ class VAE:
             dt = None
         if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        seed = _check_seed(seed)
-        if seed is None:
-            raise ValueError("seed must be an int in [0, 2**64), got None")
+        seed = check_seed(seed, high=SEED_MAX)
         act = (3, _core.ACTIVATIONS.index(activation))
         enc = [layer for w in hidden for layer in ((0, w), act)]
         dec = [layer for w in decoder_hidden for layer in ((0, w), act)] + [(0, input_dim)]
@@ -161,12 +139,17 @@ class VAE:
 
     # ------------------------------------------------------------ structure
     @property
-    def config(self):
-        """dict: everything needed to rebuild the model (save/load use it)."""
+    def cfg(self):
+        """VAEConfig: the model's configuration, resolved (decoder_hidden and dtype spelled out)."""
         c = self._core.config
-        return dict(input_dim=c["input_shape"][0], latent_dim=c["latent_dim"], hidden=self._mlp["hidden"],
-                    decoder_hidden=self._mlp["decoder_hidden"], activation=self._mlp["activation"],
-                    likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+        return VAEConfig(input_dim=c["input_shape"][0], latent_dim=c["latent_dim"], hidden=self._mlp["hidden"],
+                         decoder_hidden=self._mlp["decoder_hidden"], activation=self._mlp["activation"],
+                         likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+
+    @property
+    def config(self):
+        """dict: everything needed to rebuild the model, ``dataclasses.asdict(self.cfg)`` (save/load use it)."""
+        return dataclasses.asdict(self.cfg)
 
     input_dim = property(lambda self: math.prod(self._core.config["input_shape"]), doc="int: width D of the data.")
     latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
@@ -341,7 +324,7 @@ class VAE:
         return self._core.decode(self._matrix(z, "z", self.latent_dim), True)
 
     def _beta(self, beta):
-        return _check_real(beta, "beta")
+        return check_real(beta, "beta")
 
     def loss(self, x, *, beta=1.0, eps=None):
         """The training loss on a batch, without gradients.
@@ -445,8 +428,8 @@ class VAE:
         -------
         ndarray, shape (n, input_dim)
         """
-        n = _check_int(n, "n", high=_MAX_ROWS)
-        return self._core.decode(self._core.normal(n, _check_seed(seed)))
+        n = check_int(n, "n", high=_MAX_ROWS)
+        return self._core.decode(self._core.normal(n, check_seed(seed, high=SEED_MAX, allow_none=True)))
 
     def reconstruct(self, x):
         """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, input_dim)."""
@@ -494,9 +477,9 @@ class VAE:
             In nats, with the Gaussian constant -(D/2) log(pi) included.
         """
         x = self._x(x)
-        k = _check_int(k, "k", high=_MAX_ROWS)
+        k = check_int(k, "k", high=_MAX_ROWS)
         self._bernoulli_check(x)
-        seed = _check_seed(seed)
+        seed = check_seed(seed, high=SEED_MAX, allow_none=True)
         rng_seed = seed
         n, K = x.shape[0], self.latent_dim
         mu, logvar = self._core.encode(x)
@@ -540,9 +523,9 @@ class VAE:
             In nats, the same units as :meth:`log_likelihood`.
         """
         x = self._x(x)
-        k = _check_int(k, "k", high=_MAX_ROWS // x.shape[0])   # n * k noise rows
+        k = check_int(k, "k", high=_MAX_ROWS // x.shape[0])   # n * k noise rows
         self._bernoulli_check(x)
-        seed = _check_seed(seed)
+        seed = check_seed(seed, high=SEED_MAX, allow_none=True)
         n, K = x.shape[0], self.latent_dim
         mu, logvar = self._core.encode(x)
         eps = self._core.normal(n * k, seed).reshape(n, k, K)
@@ -656,209 +639,3 @@ class AE(VAE):
     def elbo(self, x, k=1, seed=None):
         """Not defined: a plain autoencoder has no posterior and no ELBO."""
         raise NotImplementedError("a plain autoencoder has no ELBO; use a VAE")
-
-
-# ---------------------------------------------------------------- optimizers
-class Optimizer:
-    """Base of :class:`Adam` and :class:`SGD`: state that shares the layout of ``model.params``.
-
-    Attributes
-    ----------
-    model : VAE
-    lr : float
-    clip_norm : float or None
-        If set, gradients are rescaled so that their global L2 norm is at
-        most this (as ``torch.nn.utils.clip_grad_norm_``).
-    t : int
-        Steps taken.
-    """
-
-    def __init__(self, model, lr, clip_norm):
-        if type(self) is Optimizer:
-            raise TypeError("Optimizer is the base class of the optimizers: create a vaecore.Adam or vaecore.SGD")
-        if not isinstance(model, VAE):
-            raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
-        self.model = model
-        self.lr = _check_real(lr, "lr")
-        self.clip_norm = None if clip_norm is None else _check_real(clip_norm, "clip_norm", allow_equal=False)
-        self._t = np.zeros(1, dtype=np.int64)   # the step counter, advanced by the C step itself
-
-    @property
-    def t(self):
-        """int: steps taken (counted by the C core's step, so it never disagrees with the parameters)."""
-        return int(self._t[0])
-
-    @t.setter
-    def t(self, value):
-        self._t[0] = _check_int(value, "t", low=0)
-
-    def _zeros(self):
-        return np.zeros_like(self.model.params)
-
-    def _clip(self):
-        return 0.0 if self.clip_norm is None else self.clip_norm
-
-    @staticmethod
-    def _from_saved(model, meta, arrays):
-        kind = meta.pop("kind")
-        t = meta.pop("t")
-        opt = Adam(model, **meta) if kind == "Adam" else SGD(model, **meta)
-        opt.t = int(t)
-        for key, arr in arrays.items():
-            getattr(opt, key)[...] = arr
-        return opt
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with PyTorch's semantics, bias correction included.
-
-    Parameters
-    ----------
-    model : VAE
-    lr : float, default 1e-3
-    betas : (float, float), default (0.9, 0.999)
-    eps : float, default 1e-8
-    clip_norm : float, optional
-        Global-norm gradient clipping before the update.
-
-    Attributes
-    ----------
-    m, v : ndarray, shape (num_params,)
-        First and second moment estimates, in the layout of ``model.params``.
-    """
-
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, clip_norm=None):
-        super().__init__(model, lr, clip_norm)
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
-        self.betas = (_check_real(b1, "betas[0]"), _check_real(b2, "betas[1]"))
-        if not (self.betas[0] < 1 and self.betas[1] < 1):
-            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-        self.eps = _check_real(eps, "eps", allow_equal=False)
-        self.m = self._zeros()
-        self.v = self._zeros()
-
-    def _core_args(self):
-        return (1, self.lr, self.betas[0], self.betas[1], self.eps, 0.0, self._clip(), self._t, self.m, self.v)
-
-    def _meta(self):
-        return {"kind": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "clip_norm": self.clip_norm, "t": self.t}
-
-    def _arrays(self):
-        return {"m": self.m, "v": self.v}
-
-    def __repr__(self):
-        return f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, clip_norm={self.clip_norm}, t={self.t})"
-
-
-class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, PyTorch's semantics (dampening 0).
-
-    ``buf = momentum * buf + grad; params -= lr * buf``.
-
-    Parameters
-    ----------
-    model : VAE
-    lr : float
-    momentum : float, default 0.0
-    clip_norm : float, optional
-        Global-norm gradient clipping before the update.
-
-    Attributes
-    ----------
-    buf : ndarray, shape (num_params,)
-        The momentum buffer, in the layout of ``model.params``.
-    """
-
-    def __init__(self, model, lr, momentum=0.0, *, clip_norm=None):
-        super().__init__(model, lr, clip_norm)
-        self.momentum = _check_real(momentum, "momentum")
-        self.buf = self._zeros()
-
-    def _core_args(self):
-        return (0, self.lr, 0.0, 0.0, 1.0, self.momentum, self._clip(), self._t, self.buf, None)
-
-    def _meta(self):
-        return {"kind": "SGD", "lr": self.lr, "momentum": self.momentum, "clip_norm": self.clip_norm, "t": self.t}
-
-    def _arrays(self):
-        return {"buf": self.buf}
-
-    def __repr__(self):
-        return f"SGD(lr={self.lr}, momentum={self.momentum}, clip_norm={self.clip_norm}, t={self.t})"
-
-
-# --------------------------------------------------------------- file format
-def _digest(meta_bytes, arrays):
-    h = hashlib.sha256(meta_bytes)
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(key.encode())
-        h.update(str(a.dtype.str).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _atomic_savez(path, meta, arrays):
-    path = os.fsdecode(os.fspath(path))
-    meta_bytes = json.dumps(meta, sort_keys=True).encode()
-    payload = dict(arrays)
-    payload["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
-    payload["checksum"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vaecore-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable (best effort: not every file system allows it)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _checked_load(path):
-    import zipfile
-
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(f"no model file at {name!r}")
-    try:
-        with open(name, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
-        raise ValueError(f"{name!r} is not a readable vaecore model file (truncated or foreign): {e}") from None
-    except Exception as e:  # zipfile's NotImplementedError, RuntimeError... on damaged headers
-        raise ValueError(f"{name!r} is not a readable vaecore model file (damaged): "
-                         f"{type(e).__name__}: {e}") from None
-    if "meta" not in arrays or "checksum" not in arrays:
-        raise ValueError(f"{name!r} is not a vaecore model file (no metadata)")
-    meta_bytes = arrays.pop("meta").tobytes()
-    checksum = arrays.pop("checksum").tobytes().decode("ascii", "replace")
-    try:
-        meta = json.loads(meta_bytes)
-    except ValueError:
-        raise ValueError(f"{name!r}: corrupted metadata") from None
-    if not isinstance(meta, dict) or meta.get("magic") != _MAGIC:
-        raise ValueError(f"{name!r} is not a vaecore model file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{name!r} has format version {version!r}; this vaecore reads up to "
-                         f"{FORMAT_VERSION}: upgrade vaecore")
-    if _digest(meta_bytes, arrays) != checksum:
-        raise ValueError(f"{name!r} is corrupted: its checksum does not match its contents")
-    return meta, arrays

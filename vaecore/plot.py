@@ -29,6 +29,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._checks import check_int, check_real
+
 __all__ = [
     "latent_scatter",
     "latent_snapshots",
@@ -63,14 +65,6 @@ def _as_matrix(name, a, min_cols=1):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got NaN or infinity")
     return arr
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_title(title, name="title"):
@@ -330,7 +324,7 @@ def latent_snapshots(snapshots, c=None, ncols=4, title="Latent space during trai
     matplotlib.figure.Figure
     """
     snaps = _check_snapshots(snapshots, c)
-    ncols = _check_int("ncols", ncols, 1)
+    ncols = check_int(ncols, "ncols", low=1)
     title = _check_title(title)
     clabel = _check_title(clabel, "clabel")
     c, classes = _check_colors(c, len(snaps[0][1]))
@@ -405,8 +399,8 @@ def latent_animation(
         raise ValueError(f"path must end in .gif, got {str(path)!r}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"path's directory {str(path.parent)!r} does not exist")
-    fps = _check_int("fps", fps, 1)
-    dpi = _check_int("dpi", dpi, 10)
+    fps = check_int(fps, "fps", low=1)
+    dpi = check_int(dpi, "dpi", low=10)
     title = _check_title(title)
     clabel = _check_title(clabel, "clabel")
     c, classes = _check_colors(c, len(snaps[0][1]))
@@ -437,7 +431,7 @@ def latent_animation(
 def _pair_rows(n, default_images, default_points, is_points, name="n"):
     if n is None:
         return default_points if is_points else default_images
-    return _check_int(name, n, 1)
+    return check_int(n, name, low=1)
 
 
 def reconstructions(x, x_rec, image_shape=None, n=None, title="Reconstructions"):
@@ -620,14 +614,6 @@ def _decoded(decode, z):
     return _as_matrix("decode(z)", out)
 
 
-def _check_extent(extent):
-    if isinstance(extent, bool) or not isinstance(extent, (int, float, np.integer, np.floating)):
-        raise TypeError(f"extent must be a real number, got {type(extent).__name__} ({extent!r})")
-    if not (math.isfinite(extent) and extent > 0):
-        raise ValueError(f"extent must be finite and > 0, got {extent}")
-    return float(extent)
-
-
 def manifold_grid(decode, extent=2.5, n=15, image_shape=None, title="Decoder on a latent grid"):
     """Decode a regular grid of a 2-D latent space.
 
@@ -657,8 +643,8 @@ def manifold_grid(decode, extent=2.5, n=15, image_shape=None, title="Decoder on 
     matplotlib.figure.Figure
     """
     _check_decode(decode)
-    extent = _check_extent(extent)
-    n = _check_int("n", n, 2)
+    extent = check_real(extent, "extent", allow_equal=False)
+    n = check_int(n, "n", low=2)
     title = _check_title(title)
     grid = np.linspace(-extent, extent, n)
     z0, z1 = np.meshgrid(grid, grid[::-1])  # row 0 is the top: largest z[1]

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import VAE, Adam, Optimizer, _atomic_savez, _check_int, _check_real, _check_seed, _checked_load
+from ._checks import SEED_MAX, check_int, check_real, check_seed
+from .io import _atomic_savez, _checked_load
+from .model import VAE
+from .optim import Adam, Optimizer
 
 __all__ = ["fit", "History"]
 
@@ -66,8 +69,8 @@ class History:
 
 def _beta_schedule(beta):
     if callable(beta):
-        return lambda epoch: _check_real(beta(epoch), f"beta({epoch})")
-    value = _check_real(beta, "beta")
+        return lambda epoch: check_real(beta(epoch), f"beta({epoch})")
+    value = check_real(beta, "beta")
     return lambda epoch: value
 
 
@@ -219,10 +222,10 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
-    epochs = _check_int(epochs, "epochs", low=0)
-    batch_size = _check_int(batch_size, "batch_size")
-    seed = _check_seed(seed)
-    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every")
+    epochs = check_int(epochs, "epochs", low=0)
+    batch_size = check_int(batch_size, "batch_size")
+    seed = check_seed(seed, high=SEED_MAX, allow_none=True)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be None, a str or an os.PathLike, got {type(checkpoint).__name__}")
     if resume is not True and resume is not False:
