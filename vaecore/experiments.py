@@ -149,7 +149,8 @@ def _format_summary(s):
 
 
 def main(argv=None):
-    """``python -m vaecore spirals [--epochs 600] [--beta B] [--out DIR] [--seed S] [--no-progress]``."""
+    """``python -m vaecore spirals [--epochs 600] [--beta B] [--out DIR] [--seed S] [--no-progress]``
+    and ``python -m vaecore fashion [--arch conv|mlp] [--epochs N] [--out DIR]`` (vaecore/fashion.py)."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m vaecore", description="vaecore experiments")
@@ -162,7 +163,14 @@ def main(argv=None):
     s.add_argument("--seed", type=int, default=SPIRALS_DEFAULTS["seed"])
     s.add_argument("--out", default="out/spirals", help="folder for the figures (default %(default)s)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from . import fashion
+
+    fashion.add_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "fashion":
+        if args.epochs < 0:
+            p.error(f"--epochs must be >= 0, got {args.epochs}")
+        return fashion.run(args)
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
     if not args.beta >= 0:

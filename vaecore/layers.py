@@ -38,7 +38,7 @@ from ._checks import check_int
 __all__ = [
     "Layer", "Linear", "Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU",
     "Flatten", "Reshape", "LayerInfo", "infer", "encode", "summary_rows", "activation_layer",
-    "activation_name", "mlp",
+    "activation_name", "mlp", "to_dict", "from_dict",
     "KIND_LINEAR", "KIND_CONV2D", "KIND_CONV_TRANSPOSE2D", "KIND_ACTIVATION", "KIND_FLATTEN", "KIND_RESHAPE",
     "ACT_TANH", "ACT_RELU", "ACT_LEAKY_RELU", "ACT_SIGMOID", "ACT_ELU",
 ]
@@ -378,6 +378,30 @@ def _prod(shape):
     for s in shape:
         n *= s
     return n
+
+
+# ------------------------------------------------------------------ to and from files
+def to_dict(layer):
+    """A layer as a JSON-ready dict: {"type": its class name, **its fields} (pairs as lists)."""
+    if not isinstance(layer, _KINDS):
+        raise TypeError(f"layer must be a vaecore layer, got {type(layer).__name__} {layer!r}")
+    fields = {f.name: getattr(layer, f.name) for f in dataclasses.fields(layer)} if dataclasses.is_dataclass(layer) else {}
+    return {"type": type(layer).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}}
+
+
+def from_dict(d):
+    """The layer :func:`to_dict` describes; ValueError for an unknown type or fields."""
+    kinds = {cls.__name__: cls for cls in _KINDS}
+    if not isinstance(d, dict) or d.get("type") not in kinds:
+        raise ValueError(f"not a vaecore layer description: {d!r}")
+    cls = kinds[d["type"]]
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "type"}
+    try:
+        if cls is Reshape:
+            return Reshape(*args["shape"])
+        return cls(**args)
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"not a vaecore layer description: {d!r} ({e})") from None
 
 
 # ------------------------------------------------------------------ to the C core, to people

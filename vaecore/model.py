@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
+from . import layers as L
 from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
 from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
@@ -43,48 +44,100 @@ _LOG_2PI = math.log(2 * math.pi)
 _MAX_ROWS = 2**63 - 1   # the C core counts rows in a Py_ssize_t
 
 
+_RECTIFIERS = (L.ReLU, L.LeakyReLU, L.ELU)
+_DEFAULT_HIDDEN = (64, 64)
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """The configuration of a :class:`VAE` or :class:`AE`: its constructor's arguments.
 
     ``VAE.cfg`` returns it resolved (decoder_hidden a tuple, dtype a name);
     ``VAE.config`` is the same as a dict, which is what a model file stores.
-    The model checks the values; this class only holds them.
+    The model checks the values; this class only holds them. A model has
+    either the MLP form (input_dim, hidden, decoder_hidden, activation) or the
+    layer form (input_shape, encoder, decoder); the other form's fields are None.
     """
 
-    input_dim: int                          # D, width of the data
+    input_dim: int | None                   # D, width of the data (MLP form)
     latent_dim: int                         # K, width of the latent space
-    hidden: tuple = (64, 64)                # widths of the encoder's hidden layers; () for none
+    hidden: tuple | None = (64, 64)         # widths of the encoder's hidden layers; () for none (MLP form)
     decoder_hidden: tuple | None = None     # widths of the decoder's hidden layers; None mirrors hidden
-    activation: str = "tanh"                # of every hidden layer: tanh, relu, leaky_relu, sigmoid, elu
-    likelihood: str = "gaussian"            # of the decoder's output: gaussian (mean) or bernoulli (logits)
+    activation: str | None = "tanh"         # of every hidden layer: tanh, relu, leaky_relu, sigmoid, elu
+    likelihood: str = "gaussian"            # gaussian (mean), bernoulli (logits) or gaussian_learned
     dtype: str = "float32"                  # of the parameters and every computation: float32 or float64
     seed: int = 0                           # of the initial weights and of the model's noise generator
+    input_shape: tuple | None = None        # (D,) or (C, H, W) (layer form)
+    encoder: tuple | None = None            # layers from the data to the heads' input (layer form)
+    decoder: tuple | None = None            # layers from z to the data (layer form)
+    decoder_logvar: float = -4.0            # initial dec.logvar of likelihood="gaussian_learned"
+
+    def to_dict(self):
+        """The dict a model file stores: the MLP form's keys as they always were, the layer form with each
+        layer as {"type": name, **fields}; decoder_logvar only for the learned variance."""
+        d = dataclasses.asdict(self)
+        if self.encoder is None:
+            for key in ("input_shape", "encoder", "decoder"):
+                d.pop(key)
+        else:
+            for key in ("input_dim", "hidden", "decoder_hidden", "activation"):
+                d.pop(key)
+            d["input_shape"] = list(self.input_shape)
+            d["encoder"] = [L.to_dict(layer) for layer in self.encoder]
+            d["decoder"] = [L.to_dict(layer) for layer in self.decoder]
+        if self.likelihood != "gaussian_learned":
+            d.pop("decoder_logvar")
+        return d
 
 
 class VAE:
-    """A variational autoencoder with MLP encoder and decoder.
+    """A variational autoencoder: an encoder, two linear heads (mu, logvar), a decoder.
+
+    Two ways to describe the networks:
+
+    - the MLP form, ``VAE(input_dim, latent_dim, hidden=(64, 64), activation="tanh")``:
+      dense layers of the given widths with one activation, the decoder
+      mirroring the encoder;
+    - the layer form, ``VAE(input_shape=(1, 28, 28), latent_dim=20, encoder=[...],
+      decoder=[...])`` with layers of :mod:`vaecore.layers` (Linear, Conv2d,
+      ConvTranspose2d, activations, Flatten, Reshape).
 
     Parameters
     ----------
     input_dim : int
-        Width D of the data.
+        Width D of the data (a synonym of ``input_shape=(D,)``).
     latent_dim : int
         Width K of the latent space.
     hidden : tuple of int, default (64, 64)
-        Widths of the encoder's hidden layers; ``()`` makes the heads read x.
+        MLP form: widths of the encoder's hidden layers; ``()`` makes the heads read x.
     decoder_hidden : tuple of int or None
-        Widths of the decoder's hidden layers; None mirrors the encoder
-        (``reversed(hidden)``).
+        MLP form: widths of the decoder's hidden layers; None mirrors the
+        encoder (``reversed(hidden)``).
     activation : {"tanh", "relu", "leaky_relu", "sigmoid", "elu"}
-        Activation of every hidden layer (leaky_relu has slope 0.01, elu alpha 1).
-    likelihood : {"gaussian", "bernoulli"}
+        MLP form: activation of every hidden layer (leaky_relu has slope 0.01, elu alpha 1).
+    likelihood : {"gaussian", "bernoulli", "gaussian_learned"}
         The decoder's output: the mean of a Gaussian of variance 1/2 (squared
-        error loss) or the logits of independent Bernoullis (x in [0, 1]).
+        error loss), the logits of independent Bernoullis (x in [0, 1]), or
+        the mean of a Gaussian whose per-dimension log-variance ``dec.logvar``
+        (D,) is learned: recon_i = sum_j (x_ij - xhat_ij)^2 / (2 exp(lv_j))
+        + lv_j / 2 + log(2 pi) / 2, the exact negative log-likelihood.
     dtype : {"float32", "float64"}
         Precision of the parameters and of every computation.
     seed : int
         Seeds the initial weights and the model's own generator of noise.
+    input_shape : tuple of int, optional
+        Layer form: the shape of one example, (D,) or (C, H, W) (NCHW images).
+    encoder, decoder : list of layers, optional
+        Layer form: the encoder maps an example to a vector or a (C, H, W)
+        map (flattened for the heads); the decoder maps z to the data's shape
+        (or to a flat row of its size). A stack that does not fit raises
+        ValueError naming the layer (``decoder[5]``) and the shapes.
+    decoder_logvar : float, default -4.0
+        The initial value of every entry of ``dec.logvar`` (likelihood
+        "gaussian_learned"). A small variance makes the reconstruction term
+        worth the KL from the start: on the two spirals at beta = 1, log
+        sigma^2 = 0 collapses the posterior (KL ~ 0.2 nats) while -4 keeps a
+        2-nat code (see the README).
 
     Attributes
     ----------
@@ -95,9 +148,10 @@ class VAE:
     Notes
     -----
     Weights are drawn with Glorot's uniform rule (Glorot & Bengio 2010), or
-    He's (He et al. 2015) for hidden layers with relu, leaky_relu or elu;
-    biases start at zero. The noise eps comes from xoshiro256** with the
-    Box-Muller transform, inside the C core.
+    He's (He et al. 2015) for a layer followed by relu, leaky_relu or elu;
+    fan-in and fan-out of a convolution count its kernel (C * kH * kW and
+    O * kH * kW); biases start at zero. The noise eps comes from xoshiro256**
+    with the Box-Muller transform, inside the C core.
 
     Examples
     --------
@@ -110,16 +164,14 @@ class VAE:
 
     _variational = True
 
-    def __init__(self, input_dim, latent_dim, hidden=(64, 64), *, decoder_hidden=None,
-                 activation="tanh", likelihood="gaussian", dtype="float32", seed=0):
-        input_dim = check_int(input_dim, "input_dim", high=_core.MAX_WIDTH)
+    def __init__(self, input_dim=None, latent_dim=None, hidden=_DEFAULT_HIDDEN, *, decoder_hidden=None,
+                 activation="tanh", likelihood="gaussian", dtype="float32", seed=0, input_shape=None,
+                 encoder=None, decoder=None, decoder_logvar=-4.0):
+        if latent_dim is None:
+            raise TypeError("latent_dim is required: the width K of the latent space")
         latent_dim = check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
-        hidden = check_widths(hidden, "hidden", high=_core.MAX_WIDTH, max_len=_core.MAX_HIDDEN_LAYERS)
-        decoder_hidden = (tuple(reversed(hidden)) if decoder_hidden is None else
-                          check_widths(decoder_hidden, "decoder_hidden", high=_core.MAX_WIDTH,
-                                       max_len=_core.MAX_HIDDEN_LAYERS))
-        if activation not in _core.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_core.ACTIVATIONS}, got {activation!r}")
+        shape = self._shape(input_dim, input_shape)
+        D = math.prod(shape)
         if likelihood not in _core.LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {_core.LIKELIHOODS}, got {likelihood!r}")
         try:
@@ -129,32 +181,95 @@ class VAE:
         if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         seed = check_seed(seed, high=SEED_MAX)
-        act = (3, _core.ACTIVATIONS.index(activation))
-        enc = [layer for w in hidden for layer in ((0, w), act)]
-        dec = [layer for w in decoder_hidden for layer in ((0, w), act)] + [(0, input_dim)]
-        self._core = _core.Model((input_dim,), latent_dim, enc, dec, likelihood, self._variational, dt.name, seed)
-        self._mlp = dict(hidden=hidden, decoder_hidden=decoder_hidden, activation=activation)
+        decoder_logvar = check_real(decoder_logvar, "decoder_logvar", low=-math.inf)
+        layer_form = encoder is not None or decoder is not None
+        if layer_form:
+            if encoder is None or decoder is None:
+                raise TypeError("the layer form needs both encoder= and decoder= (lists of vaecore.layers)")
+            if hidden is not _DEFAULT_HIDDEN or decoder_hidden is not None or activation != "tanh":
+                raise TypeError("hidden, decoder_hidden and activation belong to the MLP form; with encoder= "
+                                "and decoder= the layers say it all")
+            enc_layers, dec_layers = list(encoder), list(decoder)
+        else:
+            hidden = check_widths(hidden, "hidden", high=_core.MAX_WIDTH, max_len=_core.MAX_HIDDEN_LAYERS)
+            decoder_hidden = (tuple(reversed(hidden)) if decoder_hidden is None else
+                              check_widths(decoder_hidden, "decoder_hidden", high=_core.MAX_WIDTH,
+                                           max_len=_core.MAX_HIDDEN_LAYERS))
+            if activation not in _core.ACTIVATIONS:
+                raise ValueError(f"activation must be one of {_core.ACTIVATIONS}, got {activation!r}")
+            flatten = [L.Flatten()] if len(shape) == 3 else []
+            enc_layers = flatten + L.mlp(hidden, activation)
+            dec_layers = L.mlp(decoder_hidden, activation, D)
+        enc_infos = L.infer(enc_layers, shape, "encoder")
+        dec_infos = L.infer(dec_layers, (latent_dim,), "decoder")
+        out = dec_infos[-1].out_shape if dec_infos else (latent_dim,)
+        if out != shape and out != (D,):
+            where = f"decoder[{len(dec_infos) - 1}] {dec_infos[-1].layer!r}" if dec_infos else "the empty decoder"
+            raise ValueError(f"the decoder must give back the data: {where} outputs shape {out}, "
+                             f"the data has shape {shape}" + (f" (or a flat ({D},))" if len(shape) == 3 else ""))
+        self._core = _core.Model(shape, latent_dim, L.encode(enc_infos), L.encode(dec_infos), likelihood,
+                                 self._variational, dt.name, seed)
+        self._infos = (enc_infos, dec_infos)
+        if layer_form:
+            self._cfg = VAEConfig(None, latent_dim, None, None, None, likelihood, dt.name, seed,
+                                  input_shape=shape, encoder=tuple(enc_layers), decoder=tuple(dec_layers),
+                                  decoder_logvar=decoder_logvar)
+            self._names = {}
+        else:
+            self._cfg = VAEConfig(D, latent_dim, hidden, decoder_hidden, activation, likelihood, dt.name, seed,
+                                  decoder_logvar=decoder_logvar)
+            self._names = self._mlp_names(enc_infos, dec_infos)
         self.seed = seed
         self._init_params(seed)
+
+    @staticmethod
+    def _shape(input_dim, input_shape):
+        if input_shape is None:
+            if input_dim is None:
+                raise TypeError("give input_dim (flat data) or input_shape ((D,) or (C, H, W))")
+            return (check_int(input_dim, "input_dim", high=_core.MAX_WIDTH),)
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) not in (1, 3):
+            raise ValueError(f"input_shape must be (D,) or (C, H, W), got {input_shape!r}")
+        shape = tuple(check_int(v, f"input_shape[{i}]", high=_core.MAX_WIDTH) for i, v in enumerate(input_shape))
+        if math.prod(shape) > _core.MAX_WIDTH:
+            raise ValueError(f"input_shape must hold at most {_core.MAX_WIDTH} values, got {shape}")
+        if input_dim is not None and check_int(input_dim, "input_dim") != math.prod(shape):
+            raise ValueError(f"input_dim ({input_dim}) must be the size of input_shape {shape} "
+                             f"({math.prod(shape)}); give one of them")
+        return shape
+
+    @staticmethod
+    def _mlp_names(enc_infos, dec_infos):
+        """The MLP form's names: its dense layers count 0, 1, ... on each side, the decoder's last is dec.out."""
+        names = {}
+        for side, infos in (("enc", enc_infos), ("dec", dec_infos)):
+            dense = [info.index for info in infos if info.params]
+            for k, i in enumerate(dense):
+                label = "out" if side == "dec" and k == len(dense) - 1 else str(k)
+                for part in ("W", "b"):
+                    names[f"{side}.{i}.{part}"] = f"{side}.{label}.{part}"
+        return names
 
     # ------------------------------------------------------------ structure
     @property
     def cfg(self):
         """VAEConfig: the model's configuration, resolved (decoder_hidden and dtype spelled out)."""
-        c = self._core.config
-        return VAEConfig(input_dim=c["input_shape"][0], latent_dim=c["latent_dim"], hidden=self._mlp["hidden"],
-                         decoder_hidden=self._mlp["decoder_hidden"], activation=self._mlp["activation"],
-                         likelihood=c["likelihood"], dtype=c["dtype"], seed=self.seed)
+        return self._cfg
 
     @property
     def config(self):
-        """dict: everything needed to rebuild the model, ``dataclasses.asdict(self.cfg)`` (save/load use it)."""
-        return dataclasses.asdict(self.cfg)
+        """dict: everything needed to rebuild the model (save/load use it); see :meth:`VAEConfig.to_dict`."""
+        return self._cfg.to_dict()
 
-    input_dim = property(lambda self: math.prod(self._core.config["input_shape"]), doc="int: width D of the data.")
+    input_shape = property(lambda self: tuple(self._core.config["input_shape"]),
+                           doc="tuple: the shape of one example, (D,) or (C, H, W).")
+    input_dim = property(lambda self: math.prod(self._core.config["input_shape"]),
+                         doc="int: size D of one example (C*H*W for images).")
     latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
-    likelihood = property(lambda self: self._core.config["likelihood"], doc="str: 'gaussian' or 'bernoulli'.")
-    activation = property(lambda self: self._mlp["activation"], doc="str: the hidden activation.")
+    likelihood = property(lambda self: self._core.config["likelihood"],
+                          doc="str: 'gaussian', 'bernoulli' or 'gaussian_learned'.")
+    activation = property(lambda self: self._cfg.activation,
+                          doc="str or None: the hidden activation of the MLP form (None for the layer form).")
     dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
 
     @property
@@ -189,10 +304,15 @@ class VAE:
         Returns
         -------
         list of (str, ndarray)
-            In buffer order: ``enc.0.W`` (input_dim, h0), ``enc.0.b`` (h0,),
-            ..., ``enc.mu.W``, ``enc.mu.b``, ``enc.logvar.W``, ``enc.logvar.b``,
-            ``dec.0.W`` (latent_dim, d0), ``dec.0.b``, ..., ``dec.out.W``,
-            ``dec.out.b``. A layer computes ``y = x @ W + b``.
+            In buffer order. MLP form: ``enc.0.W`` (input_dim, h0), ``enc.0.b``
+            (h0,), ..., ``enc.mu.W``, ``enc.mu.b``, ``enc.logvar.W``,
+            ``enc.logvar.b``, ``dec.0.W`` (latent_dim, d0), ``dec.0.b``, ...,
+            ``dec.out.W``, ``dec.out.b``. Layer form: ``enc.i.W``, ``enc.i.b``
+            for each layer with parameters at index i of the encoder list, the
+            heads, then ``dec.i.W``, ``dec.i.b`` for the decoder list. Linear W
+            is (in, out) (``y = x @ W + b``), Conv2d W (C_out, C_in, kH, kW),
+            ConvTranspose2d W (C_in, C_out, kH, kW). With the learned variance,
+            ``dec.logvar`` (D,) comes last.
         """
         p = self._core.params
         if buffer is not None:
@@ -200,46 +320,70 @@ class VAE:
                 got = buffer.shape if isinstance(buffer, np.ndarray) else type(buffer).__name__
                 raise ValueError(f"buffer must be an ndarray of shape ({self.num_params},), got {got}")
             p = buffer
-        return [(self._param_name(name), p[off:off + math.prod(shape)].reshape(shape))
+        return [(self._names.get(name, name), p[off:off + math.prod(shape)].reshape(shape))
                 for name, off, shape in self._core.layout()]
-
-    def _param_name(self, name):
-        """The MLP form's names: layer i of a stack is hidden layer i // 2 (each Linear is followed by its
-        activation), and the decoder's last Linear is dec.out."""
-        side, index, part = name.split(".")
-        if not index.isdigit():
-            return name
-        index = int(index)
-        if side == "dec" and index == 2 * len(self._mlp["decoder_hidden"]):
-            return f"dec.out.{part}"
-        return f"{side}.{index // 2}.{part}"
 
     def _init_params(self, seed):
         rng = np.random.default_rng(seed)
-        he = self.activation in ("relu", "leaky_relu", "elu")
-        for name, view in self.named_params():
-            if name.endswith(".b"):
+        enc_infos, dec_infos = self._infos
+        rectified = set()   # layers followed by a rectifier get He's bound
+        for side, infos in (("enc", enc_infos), ("dec", dec_infos)):
+            for info, nxt in zip(infos, infos[1:]):
+                if info.params and isinstance(nxt.layer, _RECTIFIERS):
+                    rectified.add(f"{side}.{info.index}.W")
+        for name, off, shape in self._core.layout():
+            view = self._core.params[off:off + math.prod(shape)].reshape(shape)
+            if name == "dec.logvar":
+                view[...] = self._cfg.decoder_logvar
+            elif name.endswith(".b"):
                 view[...] = 0
-                continue
-            fan_in, fan_out = view.shape
-            hidden_layer = name.split(".")[1].isdigit()
-            # He's rule keeps the variance through rectifiers; Glorot's for the rest
-            bound = math.sqrt(6.0 / fan_in) if (he and hidden_layer) else math.sqrt(6.0 / (fan_in + fan_out))
-            view[...] = rng.uniform(-bound, bound, size=view.shape)
+            else:
+                if len(shape) == 2:
+                    fan_in, fan_out = shape
+                else:   # Conv2d (O, C, kh, kw) or ConvTranspose2d (C, O, kh, kw): count the kernel
+                    k = shape[2] * shape[3]
+                    conv_t = isinstance(self._layer_of(name), L.ConvTranspose2d)
+                    fan_in, fan_out = (shape[0] * k, shape[1] * k) if conv_t else (shape[1] * k, shape[0] * k)
+                # He's rule keeps the variance through rectifiers; Glorot's for the rest
+                bound = math.sqrt(6.0 / fan_in) if name in rectified else math.sqrt(6.0 / (fan_in + fan_out))
+                view[...] = rng.uniform(-bound, bound, size=shape)
+
+    def _layer_of(self, name):
+        side, index = name.split(".")[:2]
+        return self._infos[0 if side == "enc" else 1][int(index)].layer
 
     def __repr__(self):
-        c = self.config
+        c = self._cfg
         kind = type(self).__name__
-        enc = " -> ".join(str(w) for w in (c["input_dim"], *c["hidden"]))
-        heads = f"mu {c['latent_dim']}, logvar {c['latent_dim']}" if self._variational else f"z {c['latent_dim']}"
-        dec = " -> ".join(str(w) for w in (c["latent_dim"], *c["decoder_hidden"], c["input_dim"]))
-        out = "mean" if c["likelihood"] == "gaussian" else "logits"
-        return (f"{kind}(input_dim={c['input_dim']}, latent_dim={c['latent_dim']}, hidden={c['hidden']}, "
-                f"decoder_hidden={c['decoder_hidden']}, activation={c['activation']!r}, "
-                f"likelihood={c['likelihood']!r}, dtype={c['dtype']!r})\n"
-                f"  encoder: {enc} -> {heads} ({c['activation']})\n"
-                f"  decoder: {dec} ({c['likelihood']} {out})\n"
-                f"  parameters: {self.num_params:,}")
+        if c.encoder is None:
+            head = (f"{kind}(input_dim={c.input_dim}, latent_dim={c.latent_dim}, hidden={c.hidden}, "
+                    f"decoder_hidden={c.decoder_hidden}, activation={c.activation!r}, "
+                    f"likelihood={c.likelihood!r}, dtype={c.dtype!r})")
+            enc = " -> ".join(str(w) for w in (c.input_dim, *c.hidden))
+            heads = f"mu {c.latent_dim}, logvar {c.latent_dim}" if self._variational else f"z {c.latent_dim}"
+            dec = " -> ".join(str(w) for w in (c.latent_dim, *c.decoder_hidden, c.input_dim))
+            lines = [f"  encoder: {enc} -> {heads} ({c.activation})",
+                     f"  decoder: {dec} ({c.likelihood} {'logits' if c.likelihood == 'bernoulli' else 'mean'})"]
+        else:
+            head = (f"{kind}(input_shape={c.input_shape}, latent_dim={c.latent_dim}, "
+                    f"likelihood={c.likelihood!r}, dtype={c.dtype!r})")
+            lines = []
+        # the Keras-like table: every layer with its output shape and parameter count
+        enc_infos, dec_infos = self._infos
+        F = math.prod(enc_infos[-1].out_shape) if enc_infos else self.input_dim
+        K = c.latent_dim
+        rows = [(f"encoder[{i.index}] {i.layer!r}", i.out_shape, i.num_params) for i in enc_infos]
+        rows.append((f"enc.mu Linear({K})", (K,), F * K + K))
+        if self._variational:
+            rows.append((f"enc.logvar Linear({K})", (K,), F * K + K))
+        rows += [(f"decoder[{i.index}] {i.layer!r}", i.out_shape, i.num_params) for i in dec_infos]
+        if c.likelihood == "gaussian_learned":
+            rows.append(("dec.logvar", (self.input_dim,), self.input_dim))
+        width = max(len(r[0]) for r in rows) + 2
+        lines.append(f"  {'layer':<{width}}{'output shape':<16}{'params':>10}")
+        lines += [f"  {name:<{width}}{str(shape):<16}{n:>10,}" for name, shape, n in rows]
+        lines.append(f"  parameters: {self.num_params:,}")
+        return "\n".join([head, *lines])
 
     # ---------------------------------------------------------- arguments
     def _matrix(self, a, name, cols, rows=None):
@@ -266,7 +410,20 @@ class VAE:
         return a
 
     def _x(self, x):
+        """x (n, D), or (n, *input_shape) for images, as a C-contiguous (n, D) array of the model's dtype."""
+        shape = self.input_shape
+        if len(shape) == 3 and np.ndim(x) == 4:
+            if not isinstance(x, np.ndarray):
+                x = np.asarray(x)
+            if x.shape[1:] != shape:
+                raise ValueError(f"x must have shape (n, {self.input_dim}) or (n, {', '.join(map(str, shape))}), "
+                                 f"got {x.shape}")
+            x = x.reshape(x.shape[0], -1)   # a view when x is contiguous
         return self._matrix(x, "x", self.input_dim)
+
+    def _shaped(self, a):
+        """(n, D) -> (n, *input_shape): the data's own shape (a view)."""
+        return a.reshape(a.shape[0], *self.input_shape) if len(self.input_shape) == 3 else a
 
     def _eps(self, eps, n):
         if eps is None:
@@ -314,14 +471,14 @@ class VAE:
 
         Returns
         -------
-        ndarray, shape (n, input_dim)
+        ndarray, shape (n, *input_shape)
             The mean (gaussian) or the probabilities (bernoulli).
         """
-        return self._core.decode(self._matrix(z, "z", self.latent_dim))
+        return self._shaped(self._core.decode(self._matrix(z, "z", self.latent_dim)))
 
     def decode_logits(self, z):
-        """The decoder's raw output: logits (bernoulli) or the mean (gaussian), shape (n, input_dim)."""
-        return self._core.decode(self._matrix(z, "z", self.latent_dim), True)
+        """The decoder's raw output: logits (bernoulli) or the mean (gaussian), shape (n, *input_shape)."""
+        return self._shaped(self._core.decode(self._matrix(z, "z", self.latent_dim), True))
 
     def _beta(self, beta):
         return check_real(beta, "beta")
@@ -426,15 +583,15 @@ class VAE:
 
         Returns
         -------
-        ndarray, shape (n, input_dim)
+        ndarray, shape (n, *input_shape)
         """
         n = check_int(n, "n", high=_MAX_ROWS)
-        return self._core.decode(self._core.normal(n, check_seed(seed, high=SEED_MAX, allow_none=True)))
+        return self._shaped(self._core.decode(self._core.normal(n, check_seed(seed, high=SEED_MAX, allow_none=True))))
 
     def reconstruct(self, x):
-        """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, input_dim)."""
+        """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, *input_shape)."""
         mu, _ = self.encode(x)
-        return self._core.decode(mu)
+        return self._shaped(self._core.decode(mu))
 
     def _log_px_given_z(self, x, out):
         """log p(x|z) per row, float64, from the decoder's raw output (B, D)."""
@@ -442,6 +599,9 @@ class VAE:
         out = out.astype(np.float64, copy=False)
         if self.likelihood == "gaussian":
             return -((x - out) ** 2).sum(axis=-1) - 0.5 * x.shape[-1] * _LOG_PI
+        if self.likelihood == "gaussian_learned":
+            lv = dict(self.named_params())["dec.logvar"].astype(np.float64)
+            return -((x - out) ** 2 / (2 * np.exp(lv)) + 0.5 * lv + 0.5 * _LOG_2PI).sum(axis=-1)
         softplus = np.logaddexp(0.0, out)
         return -(softplus - x * out).sum(axis=-1)
 
@@ -449,12 +609,16 @@ class VAE:
         """x must be finite, and in [0, 1] for a Bernoulli likelihood (messages as the C core's)."""
         bad = np.argwhere(~np.isfinite(x))
         if len(bad):
-            raise ValueError(f"x must be finite, got NaN or Inf at [{bad[0][0]}, {bad[0][1]}]")
+            r, c = bad[0]
+            raise ValueError(f"x must be finite: row {r}, column {c} has {float(x[r, c])!r}")
         if self.likelihood == "bernoulli":
             bad = np.argwhere((x < 0) | (x > 1))
             if len(bad):
-                raise ValueError("x must lie in [0, 1] for the bernoulli likelihood, "
-                                 f"got a value outside at [{bad[0][0]}, {bad[0][1]}]")
+                r, c = bad[0]
+                top = float(x.max())
+                fix = (f"divide x by its maximum ({top!r} here)" if top > 1 else "rescale x into [0, 1]")
+                raise ValueError(f"x must lie in [0, 1] for the bernoulli likelihood: row {r}, column {c} has "
+                                 f"{float(x[r, c])!r} ({fix}, or use likelihood='gaussian')")
 
     def log_likelihood(self, x, k=100, seed=None):
         """Importance-weighted estimate of log p(x) per example (Burda et al. 2016).
@@ -592,9 +756,7 @@ class VAE:
         kind = {"VAE": VAE, "AE": AE}.get(meta.get("class"))
         if kind is None:
             raise ValueError(f"{os.fspath(path)!r}: unknown model class {meta.get('class')!r}")
-        c = meta["config"]
-        m = kind(c["input_dim"], c["latent_dim"], tuple(c["hidden"]), decoder_hidden=tuple(c["decoder_hidden"]),
-                 activation=c["activation"], likelihood=c["likelihood"], dtype=c["dtype"], seed=c["seed"])
+        m = kind._from_config(meta["config"], path)
         params = arrays["params"]
         if params.shape != m.params.shape or params.dtype != m.params.dtype:
             raise ValueError(f"{os.fspath(path)!r}: parameters of shape {params.shape} and dtype "
@@ -608,6 +770,23 @@ class VAE:
             opt = Optimizer._from_saved(m, meta["optimizer"],
                                         {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
         return m, opt
+
+
+    @classmethod
+    def _from_config(cls, c, path="<config>"):
+        """A new model of class cls from the dict :attr:`config` gave (both forms, files of any version)."""
+        try:
+            common = dict(likelihood=c["likelihood"], dtype=c["dtype"], seed=c["seed"])
+            if "decoder_logvar" in c:
+                common["decoder_logvar"] = c["decoder_logvar"]
+            if "encoder" in c:
+                return cls(input_shape=tuple(c["input_shape"]), latent_dim=c["latent_dim"],
+                           encoder=[L.from_dict(d) for d in c["encoder"]],
+                           decoder=[L.from_dict(d) for d in c["decoder"]], **common)
+            return cls(c["input_dim"], c["latent_dim"], tuple(c["hidden"]), decoder_hidden=tuple(c["decoder_hidden"]),
+                       activation=c["activation"], **common)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{os.fspath(path)!r}: the model configuration is damaged ({e!r})") from None
 
 
 class AE(VAE):
