@@ -11,14 +11,14 @@ holds the models' Python API, the training loop, data sets and plots.
 >>> m = vaecore.VAE(2, 2, hidden=(64, 64))
 >>> hist = vaecore.fit(m, X, epochs=5, beta=0.05, progress=False)
 """
-from . import datasets, metrics
+from . import datasets, layers, metrics
 from ._core import get_num_threads, set_num_threads
-from .model import AE, SGD, VAE, Adam, Optimizer
+from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig
 from .train import History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "metrics", "plot",
+__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "layers", "metrics", "plot",
            "set_num_threads", "get_num_threads", "__version__"]
 
 

@@ -9,12 +9,17 @@ _F = NDArray[np.float32 | np.float64]
 
 ACTIVATIONS: Final[tuple[str, ...]]
 LIKELIHOODS: Final[tuple[str, ...]]
-MAX_HIDDEN_LAYERS: Final[int]
-MAX_WIDTH: Final[int]
+MAX_HIDDEN_LAYERS: Final[int]   # hidden layers per side of the MLP form
+MAX_LAYERS: Final[int]          # layers per stack
+MAX_WIDTH: Final[int]           # the largest size of anything (a width, C*H*W)
+HAVE_OPENMP: Final[int]
+
+# a layer as the C core reads it: (kind, args...), see vaecore/layers.py's encode
+_Layer = tuple[int, ...]
 
 class Model:
-    def __new__(cls, input_dim: int, latent_dim: int, enc_hidden: tuple[int, ...], dec_hidden: tuple[int, ...],
-                activation: str, likelihood: str, variational: bool, dtype: str, seed: int) -> Model: ...
+    def __new__(cls, input_shape: tuple[int] | tuple[int, int, int], latent_dim: int, encoder: list[_Layer],
+                decoder: list[_Layer], likelihood: str, variational: bool, dtype: str, seed: int) -> Model: ...
     @property
     def params(self) -> _F: ...                  # (P,) the live buffer
     @property
@@ -32,5 +37,5 @@ class Model:
     def loss(self, x: _F, beta: float, eps: _F | None, /) -> tuple[float, float, float]: ...
     def loss_and_grad(self, x: _F, beta: float, eps: _F | None, /) -> tuple[tuple[float, float, float], _F]: ...
     def train_step(self, x: _F, beta: float, eps: _F | None, kind: int, lr: float, beta1: float, beta2: float,
-                   adam_eps: float, momentum: float, clip_norm: float, t: int, s1: _F | None, s2: _F | None,
+                   adam_eps: float, momentum: float, clip_norm: float, t: NDArray[np.int64], s1: _F | None, s2: _F | None,
                    /) -> tuple[float, float, float]: ...
