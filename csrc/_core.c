@@ -657,8 +657,10 @@ static PyArrayObject *check_counter(PyObject *obj)
                      "got %.200s", Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    if (*(int64_t *)PyArray_DATA(a) < 0) {
-        PyErr_Format(PyExc_ValueError, "t must be >= 0, got %lld", (long long)*(int64_t *)PyArray_DATA(a));
+    int64_t t = *(int64_t *)PyArray_DATA(a);
+    if (t < 0 || t == INT64_MAX) {   /* the step writes t + 1: it must not wrap */
+        PyErr_Format(PyExc_ValueError, "t must be in [0, 2**63 - 2] (the step advances it by one), got %lld",
+                     (long long)t);
         return NULL;
     }
     return a;
