@@ -521,3 +521,16 @@ def test_module_docstring_lists_every_data_set():
     for name in datasets.__all__:
         assert getattr(datasets, name).__doc__, name
 
+
+
+def test_digits_without_scikit_learn_says_what_to_install(monkeypatch):
+    # None in sys.modules makes `from sklearn.datasets import ...` raise ImportError, as if not installed
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError) as info:
+        datasets.digits()
+    msg = str(info.value)
+    assert "pip install scikit-learn" in msg and "pip install -e '.[test]'" in msg
+    assert "vaecore[test]" not in msg  # installs nothing useful for someone who installed vaecore

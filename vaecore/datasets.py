@@ -343,10 +343,12 @@ def digits(split="train"):
     split = _check_split(split, ("train", "test", "all"))
     try:
         from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
+        # not `pip install 'vaecore[test]'`: for an installed vaecore that brings pytest and the like, and
+        # only by chance scikit-learn; from a source checkout the editable install with the extra does
         raise ImportError(
             "vaecore.datasets.digits needs scikit-learn, which ships the digits images: "
-            "pip install scikit-learn (or install vaecore with the `test` extra: pip install 'vaecore[test]')"
+            "pip install scikit-learn (or, from a vaecore source checkout, pip install -e '.[test]')"
         ) from exc
     bunch = load_digits()
     X = (np.asarray(bunch.data, dtype=np.float64) / 16.0).astype(np.float32)  # (1797, 64)
