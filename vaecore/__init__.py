@@ -14,12 +14,13 @@ holds the models' Python API, the training loop, data sets and plots.
 from . import datasets, metrics
 from ._core import get_num_threads, set_num_threads
 from .model import AE, SGD, VAE, Adam, Optimizer
+from .latent import interpolate
 from .train import History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "metrics", "plot",
-           "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["VAE", "AE", "Adam", "SGD", "Optimizer", "fit", "History", "interpolate", "datasets", "metrics",
+           "plot", "set_num_threads", "get_num_threads", "__version__"]
 
 
 def __getattr__(name):
