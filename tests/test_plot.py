@@ -452,3 +452,26 @@ def test_docstrings():
     for name in plot.__all__:
         doc = getattr(plot, name).__doc__
         assert doc and "Returns" in doc, name
+
+
+def test_readme_plots_section(tmp_path, monkeypatch):
+    # every function has its line and its thumbnail, and the recipes run as written
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Plots\n")[1].split("\n## ")[0]
+    for name in plot.__all__:
+        assert f"| `{name}(" in section, name
+    for src in __import__("re").findall(r'src="(docs/plots/[^"]+)"', section):
+        with PIL_Image.open(root / src) as im:
+            assert 300 <= im.width <= 500, src  # small thumbnails
+    recipe = section.split("```python\n")[1].split("```")[0]
+    assert recipe.count("\n") == 11  # three recipes of three lines, two blank lines between
+    import vaecore
+
+    X = np.random.default_rng(0).random((40, 64)).round()  # 8x8 binary "images"
+    m = vaecore.VAE(64, 2, hidden=(16,), likelihood="bernoulli", seed=0)
+    monkeypatch.chdir(tmp_path)
+    exec(recipe, {"vaecore": vaecore, "m": m, "X": X, "y": np.arange(40) % 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interpolation.png", "latent.png", "samples.png"]
