@@ -86,3 +86,19 @@ def test_runs_top_to_bottom(name, tmp_path):
         for out in cell.get("outputs", []):
             assert out.get("name") != "stderr", f"{name}, cell {i} wrote to stderr:\n{out.get('text')}"
     assert_same_numbers(name, committed, nb)
+
+
+def test_make_lab_installs_the_notebooks_extra_and_opens_jupyterlab():
+    import shutil
+    import subprocess
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python >= 3.11")
+    root = NOTEBOOKS_DIR.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("jupyterlab") for dep in extras["notebooks"])
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    # -n: print the commands without running them; -B: as if nothing were installed yet
+    plan = subprocess.run(["make", "-n", "-B", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "install --quiet -e '.[test,notebooks]'" in plan
+    assert plan.rstrip().splitlines()[-1] == ".venv/bin/jupyter lab notebooks/"
