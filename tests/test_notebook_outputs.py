@@ -13,13 +13,15 @@ The rule, per code cell:
   (test_notebooks.py checks that), and figures are not compared.
 - Timings are not compared: a number directly followed by a unit of time
   (``s``, ``sec``, ``seconds``, ``ms``, ``µs``, ``us``, ``min``, ``h``) or
-  by ``it/s``, and a number after ``seconds=``, ``time=`` or ``elapsed=``
-  (or with ``:``), are cut out before the numbers are read. The unit must
+  by ``it/s``, a rate ("30,621 images per second"), and a number after
+  ``seconds=``, ``time=`` or ``elapsed=`` (or with ``:``), are cut out
+  before the numbers are read. The unit must
   end the word, so "3 steps" and "32 mini-batches" are still compared.
   Only the timing itself goes, not its line: "K = 2: 1.3 s; test loss
   24.64" still compares 2 and 24.64.
 - Every other number (integers, decimals, scientific notation) is read in
-  order, and the two cells must print as many numbers. Two numbers agree if
+  order (thousands separators allowed: "9,094" is one number), and the
+  two cells must print as many numbers. Two numbers agree if
   they differ by at most half a unit in the last printed digit of the
   coarser of the two (0.4353 against 0.43534 agrees; 0.4353 against 0.4354
   does not, and neither do 600 and 601). NumPy drops trailing zeros from
@@ -34,12 +36,13 @@ import re
 import nbformat
 import pytest
 
-# a decimal number as Python and NumPy print it: -12, 0.4353, .5, 3.5e-03, 1e+06
-_NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
+# a decimal number as Python and NumPy print it: -12, 0.4353, .5, 3.5e-03, 1e+06, 30,621 (f"{n:,}")
+_NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
 NUMBER = re.compile(_NUM)
 TIMING = re.compile(
     rf"(?:\b(?:seconds|secs?|time|elapsed)\s*[=:]\s*{_NUM})"  # seconds=1.11, time: 3.2
     rf"|(?:{_NUM}\s*(?:it/s|ms|µs|us|sec|secs|seconds?|min|h|s)(?![A-Za-z0-9]))"  # 1.1 s, 12 it/s, 4 ms
+    rf"|(?:{_NUM}\s+[A-Za-z]+\s+per\s+second\b)"  # rates: 30,621 images per second
 )
 FIX = "run make notebooks and commit"
 
@@ -66,7 +69,7 @@ def numbers(text):
             mantissa, _, exponent = token.lower().partition("e")
             decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
             half_unit = 0.5 * 10.0 ** (int(exponent or 0) - decimals)
-            found.append((float(token), half_unit, line.strip()))
+            found.append((float(token.replace(",", "")), half_unit, line.strip()))
     return found
 
 
@@ -125,6 +128,8 @@ def _nb(*cells):
         ("History(loss=0.156, seconds=1.11)", "History(loss=0.156, seconds=7)"),
         ("K =  2: 1.3 s; test loss 24.64", "K =  2: 0.2 s; test loss 24.64"),
         ("3000 it/s, 4 ms per step, time: 2.5", "12 it/s, 40 ms per step, time: 9"),
+        ("4.2 ms per step: 30,621 images per second", "13.1 ms per step: 9,766 images per second"),
+        ("parameters: 9,094", "parameters: 9094"),
     ],
 )
 def test_equal_to_the_printed_precision(committed, now):
@@ -140,6 +145,8 @@ def test_equal_to_the_printed_precision(committed, now):
         ("3 steps, 32 mini-batches", "4 steps, 32 mini-batches", "committed 3, now 4"),  # not timings
         ("K =  2: 1.3 s; test loss 24.64", "K =  2: 1.3 s; test loss 24.70", "committed 24.64, now 24.7"),
         ("a 1 b 2", "a 1", "prints 1 numbers, the committed output 2"),
+        ("parameters: 9,094", "parameters: 9,095", "committed 9094, now 9095"),
+        ("(2000, 2) float64", "(2000, 3) float64", "committed 2, now 3"),  # a tuple is two numbers
     ],
 )
 def test_differences_are_reported(committed, now, what):
