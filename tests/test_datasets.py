@@ -383,7 +383,8 @@ def test_fashion_mnist_missing(tmp_path, monkeypatch, no_system_copy):
     msg = str(info.value)
     assert str(tmp_path) in msg and "no-debian-copy" not in msg.split("looked in:")[1].split(".")[0]
     # the message names all three routes, and the folder the files would go in
-    for route in ("download=True", "sudo apt-get install dataset-fashion-mnist", f"put the four IDX files in {tmp_path}"):
+    routes = ("download=True", "sudo apt-get install dataset-fashion-mnist", f"put the four IDX files in {tmp_path}")
+    for route in routes:
         assert route in msg, route
     assert "VAECORE_DATA" in msg
     # root= and $VAECORE_DATA: root, root/fashion-mnist, then Debian's folder
@@ -466,7 +467,8 @@ class _Server:
                     return
                 super().do_GET()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
         self.thread.start()

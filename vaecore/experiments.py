@@ -201,9 +201,9 @@ def evaluate_spirals(model, X, arm, seed=1):
 
 #: what each file of the spiral experiment shows, as printed by ``python -m vaecore spirals``
 FIGURES = {
-    "latent_snapshots.png": "each point's Gaussian cloud, as one sampled z = mu + sigma*eps (same eps throughout), "
-                            "at epochs spaced where it changes, coloured by arm and, in the row below, by position t along "
-                            "the spiral (bottom), beside the order and mean-sigma curves",
+    "latent_snapshots.png": "each point's Gaussian cloud, as one sampled z = mu + sigma*eps (same eps "
+                            "throughout), at epochs spaced where it changes, coloured by arm and, in the row "
+                            "below, by position t along the spiral, beside the order and mean-sigma curves",
     "latent_animation.gif": "the same sampled z over about 40 epochs, coloured by t",
     "reconstructions.png": "300 data points joined to decode(mu(x))",
     "samples.png": "1,000 brand-new samples (decoded z ~ N(0, I)) over the data",
@@ -229,11 +229,10 @@ def _spiral_figures(result, out):
 
     at = [i for i, (e, _) in enumerate(clouds) if e in result["panels"]]
     grid = [clouds[i] for i in at]
-    save(plot.latent_snapshots(grid, c={"arm": arm, "position t": t}, ncols=7,
-                               order=(order["accuracy"][at], order["sigma"][at]),
-                               title="The Gaussian clouds, from chaos to order: sampled z = μ + σ·ε of every point; "
-                                     "acc = 5-NN arm accuracy from z (0.5 = chance)"),
-         "latent_snapshots.png")
+    title = ("The Gaussian clouds, from chaos to order: sampled z = μ + σ·ε of every point; "
+             "acc = 5-NN arm accuracy from z (0.5 = chance)")
+    save(plot.latent_snapshots(grid, c={"arm": arm, "position t": t}, ncols=7, title=title,
+                               order=(order["accuracy"][at], order["sigma"][at])), "latent_snapshots.png")
     gif = os.path.join(out, "latent_animation.gif")
     plot.latent_animation(clouds, gif, c=t, fps=6, clabel="position t", title="Sampled z = μ + σ·ε")
     files.append(gif)
@@ -256,8 +255,10 @@ SUMMARY_LINES = (
      "mean distance from a brand-new sample to the nearest data point (are samples plausible?)"),
     ("data_to_sample", "data->samples {:.4f}",
      "mean distance from a data point to the nearest of 2,000 samples (is all the data covered?)"),
-    ("arm_accuracy", "arm accuracy {:.3f}", "5-NN arm vote among the latent MEANS (do the means keep the arms apart?)"),
-    ("order", "order {:.3f}", "5-NN arm accuracy from SAMPLED z = mu + sigma*eps (0.5 = chance; at epoch 0: {order_epoch0:.3f})"),
+    ("arm_accuracy", "arm accuracy {:.3f}",
+     "5-NN arm vote among the latent MEANS (do the means keep the arms apart?)"),
+    ("order", "order {:.3f}",
+     "5-NN arm accuracy from SAMPLED z = mu + sigma*eps (0.5 = chance; at epoch 0: {order_epoch0:.3f})"),
     ("sigma", "mean sigma {:.3f}", "mean width of the Gaussian clouds (at epoch 0: {sigma_epoch0:.3f})"),
     ("kl", "KL {:.3f} nats", "information z carries about x, per point"),
     ("seconds", "{:.1f} s", "training time"),

@@ -445,7 +445,8 @@ def _draw_order(ax, epochs, accuracy, sigma, chance=0.5, accuracy_label="k-NN ac
     ax.set_xlim(left=0.0)
     ax.set_xlabel("epoch (linear to 1, then logarithmic)")
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")  # below: no curve hidden
+    # below the axes, where it hides no curve
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")
 
 
 def order_curve(epochs, accuracy, sigma, chance=0.5, title="From chaos to order",
