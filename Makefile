@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= out/spirals
 
-.PHONY: demo test install notebooks bench clean sanitize
+.PHONY: demo test install notebooks lab bench clean sanitize
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ sanitize: $(if $(wildcard $(VENV)/.installed),,install)
 
 notebooks: install
 	$(PY) notebooks/_run.py
+
+# JupyterLab on notebooks/, from the venv (the `notebooks` extra installs it once).
+$(VENV)/.lab: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test,notebooks]'
+	touch $@
+
+lab: $(VENV)/.lab
+	$(VENV)/bin/jupyter lab notebooks/
 
 # Benchmark (issue 5): writes bench/results/latest.{md,json,png}; `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: install

@@ -369,20 +369,188 @@ def test_fashion_mnist_via_environment(tmp_path, monkeypatch):
     np.testing.assert_array_equal(datasets.fashion_mnist("test", path=tmp_path)[1], written["test"][1])
 
 
-def test_fashion_mnist_missing(tmp_path, monkeypatch):
+@pytest.fixture
+def no_system_copy(tmp_path, monkeypatch):
+    """Hide Debian's copy (it may be installed here) and any VAECORE_DATA of the caller."""
+    monkeypatch.setattr(datasets, "_FASHION_SYSTEM_DIR", str(tmp_path / "no-debian-copy"))
     monkeypatch.delenv("VAECORE_DATA", raising=False)
-    # an explicit path does not fall back to the system directory
+
+
+def test_fashion_mnist_missing(tmp_path, monkeypatch, no_system_copy):
+    # an explicit path= (the former name of root) does not fall back to the system directory
     with pytest.raises(FileNotFoundError) as info:
         datasets.fashion_mnist("train", path=tmp_path)
     msg = str(info.value)
-    assert str(tmp_path) in msg and "apt-get install dataset-fashion-mnist" in msg and "VAECORE_DATA" in msg
+    assert str(tmp_path) in msg and "no-debian-copy" not in msg.split("looked in:")[1].split(".")[0]
+    # the message names all three routes, and the folder the files would go in
+    routes = ("download=True", "sudo apt-get install dataset-fashion-mnist", f"put the four IDX files in {tmp_path}")
+    for route in routes:
+        assert route in msg, route
+    assert "VAECORE_DATA" in msg
+    # root= and $VAECORE_DATA: root, root/fashion-mnist, then Debian's folder
     monkeypatch.setenv("VAECORE_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="looked in"):
+    with pytest.raises(FileNotFoundError, match="looked in") as info:
         datasets.fashion_mnist("test")
+    looked = info.value.args[0].split("looked in: ")[1].split(". ")[0]
+    assert looked == ", ".join([str(tmp_path), str(tmp_path / "fashion-mnist"), datasets._FASHION_SYSTEM_DIR])
     # one of the two files is not enough
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(FileNotFoundError, match="t10k-labels"):
         datasets.fashion_mnist("test")
+
+
+def test_fashion_mnist_default_root_is_the_cache(tmp_path, monkeypatch, no_system_copy):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.fashion_mnist("test")
+    assert f"looked in: {tmp_path / '.cache' / 'vaecore'}, " in str(info.value)
+    written = _write_fake_fashion(tmp_path / ".cache" / "vaecore" / "fashion-mnist", n_test=2)
+    np.testing.assert_array_equal(datasets.fashion_mnist("test")[1], written["test"][1])
+
+
+def test_fashion_mnist_root_then_debian(tmp_path, monkeypatch, no_system_copy):
+    debian = _write_fake_fashion(tmp_path / "debian", n_test=3, seed=1)
+    monkeypatch.setattr(datasets, "_FASHION_SYSTEM_DIR", str(tmp_path / "debian"))
+    root = tmp_path / "root"
+    root.mkdir()
+    np.testing.assert_array_equal(datasets.fashion_mnist("test", root=root)[1], debian["test"][1])
+    mine = _write_fake_fashion(root, n_test=2, seed=2)  # root comes first
+    np.testing.assert_array_equal(datasets.fashion_mnist("test", root=root)[1], mine["test"][1])
+    with pytest.raises(ValueError, match="not both"):
+        datasets.fashion_mnist("test", root=root, path=root)
+    with pytest.raises(TypeError, match="download"):
+        datasets.fashion_mnist("test", download="yes", root=root)
+    with pytest.raises(TypeError, match="root"):
+        datasets.fashion_mnist("test", root=3)
+
+
+def test_fashion_mnist_sha256_table_matches_debian_copy():
+    if not all((FASHION_DIR / (s + ".gz")).exists() for s in datasets.FASHION_MNIST_SHA256):
+        pytest.skip(f"Fashion-MNIST not in {FASHION_DIR}: sudo apt-get install dataset-fashion-mnist")
+    import hashlib
+
+    for stem, want in datasets.FASHION_MNIST_SHA256.items():
+        with gzip.open(FASHION_DIR / (stem + ".gz"), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == want, stem
+
+
+# ---------------------------------------------------------------------------
+# Fashion-MNIST download, from a local HTTP server on 127.0.0.1 (never the internet)
+
+
+class _Server:
+    """An http.server in a thread serving files of a folder; ``cut`` names files sent half and dropped."""
+
+    def __init__(self, folder):
+        import functools
+        import http.server
+        import threading
+
+        self.requests, self.cut = [], set()
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                name = self.path.lstrip("/")
+                if name in server.cut:  # promise the whole file, send half, close the connection
+                    body = (Path(folder) / name).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                super().do_GET()
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch, no_system_copy):
+    """A fake Fashion-MNIST served on 127.0.0.1, with FASHION_MNIST_URL and _SHA256 pointing at it."""
+    import hashlib
+
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    folder = tmp_path / "server"
+    written = _write_fake_fashion(folder, n_train=5, n_test=3, compress=True)
+    table = {}
+    for f in folder.iterdir():
+        table[f.name[: -len(".gz")]] = hashlib.sha256(gzip.decompress(f.read_bytes())).hexdigest()
+    server = _Server(folder)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_URL", server.url)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SHA256", table)
+    yield server, folder, written
+    server.close()
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file())
+
+
+def test_fashion_mnist_download(tmp_path, served):
+    server, folder, written = served
+    root = tmp_path / "root"
+    with pytest.raises(FileNotFoundError, match="download=True"):  # nothing is fetched unless asked
+        datasets.fashion_mnist("test", root=root)
+    assert server.requests == []
+    X, y = datasets.fashion_mnist("test", download=True, root=root)
+    np.testing.assert_array_equal(y, written["test"][1])
+    np.testing.assert_allclose(X, written["test"][0].reshape(3, -1) / 255.0, rtol=1e-6)
+    stems = sorted(datasets.FASHION_MNIST_SHA256)
+    assert _files(root) == [f"fashion-mnist/{s}.gz" for s in stems]  # all four, no temporary file left
+    assert sorted(server.requests) == [f"/{s}.gz" for s in stems]
+    # the files are there now: no second download, with or without download=True
+    np.testing.assert_array_equal(datasets.fashion_mnist("train", download=True, root=root)[1], written["train"][1])
+    np.testing.assert_array_equal(datasets.fashion_mnist("train", root=root)[1], written["train"][1])
+    assert len(server.requests) == 4
+
+
+def test_fashion_mnist_download_into_vaecore_data(tmp_path, served, monkeypatch):
+    monkeypatch.setenv("VAECORE_DATA", str(tmp_path / "data"))
+    datasets.fashion_mnist("test", download=True)
+    assert len(_files(tmp_path / "data" / "fashion-mnist")) == 4
+
+
+@pytest.mark.parametrize("how", ["corrupt", "not-gzip", "cut", "missing"])
+def test_fashion_mnist_failed_download_leaves_nothing(tmp_path, served, how):
+    server, folder, _ = served
+    victim = "t10k-labels-idx1-ubyte.gz"
+    if how == "corrupt":  # valid gzip, one byte of content changed
+        raw = bytearray(gzip.decompress((folder / victim).read_bytes()))
+        raw[-1] ^= 1
+        (folder / victim).write_bytes(gzip.compress(bytes(raw)))
+        exc, match = ValueError, "corrupt: the SHA-256 of its content is"
+    elif how == "not-gzip":  # a tiny broken file with gzip's magic bytes
+        (folder / victim).write_bytes(b"\x1f\x8b\x08garbage")
+        exc, match = ValueError, "not valid gzip data"
+    elif how == "cut":  # the connection drops half way
+        server.cut.add(victim)
+        exc, match = OSError, "could not download .*t10k-labels-idx1-ubyte.gz"
+    else:
+        (folder / victim).unlink()
+        exc, match = OSError, "could not download .*404"
+    root = tmp_path / "root"
+    with pytest.raises(exc, match=match) as info:
+        datasets.fashion_mnist("test", download=True, root=root)
+    assert "nothing was written" in str(info.value)
+    assert victim not in _files(root) and f"fashion-mnist/{victim}" not in _files(root)
+    assert not [f for f in _files(root) if f.endswith(".part") or "/." in f]  # no partial file
+    assert server.requests[-1] == "/" + victim  # it failed on that file and stopped there
 
 
 def test_fashion_mnist_inconsistent_files(tmp_path, monkeypatch):
@@ -521,3 +689,16 @@ def test_module_docstring_lists_every_data_set():
     for name in datasets.__all__:
         assert getattr(datasets, name).__doc__, name
 
+
+
+def test_digits_without_scikit_learn_says_what_to_install(monkeypatch):
+    # None in sys.modules makes `from sklearn.datasets import ...` raise ImportError, as if not installed
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError) as info:
+        datasets.digits()
+    msg = str(info.value)
+    assert "pip install scikit-learn" in msg and "pip install -e '.[test]'" in msg
+    assert "vaecore[test]" not in msg  # installs nothing useful for someone who installed vaecore

@@ -7,7 +7,11 @@ never rewritten and nothing is written next to them. A notebook fails when:
 - a cell raises (nbclient's CellExecutionError names the cell and shows the
   traceback) or runs longer than CELL_TIMEOUT seconds;
 - a cell writes to stderr: warnings raised inside the kernel land there, and
-  would end up in the committed outputs.
+  would end up in the committed outputs;
+- it prints numbers other than its committed outputs show, to the printed
+  precision, timings aside (the rule is in tests/test_notebook_outputs.py,
+  which this test calls on the same execution: no notebook runs twice). The
+  message lists the numbers and says to run ``make notebooks`` and commit.
 
 The committed files are also checked: they are saved with their outputs (every
 code cell executed, in order) and stay under 3 MB, so that they read well on a
@@ -17,11 +21,13 @@ them.
 04_fashion_mnist needs the Fashion-MNIST files; it is skipped, with the reason,
 only when vaecore.datasets.fashion_mnist cannot find them.
 """
+import copy
 from pathlib import Path
 
 import nbclient
 import nbformat
 import pytest
+from test_notebook_outputs import assert_same_numbers
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = (
@@ -72,9 +78,27 @@ def _require_data(name):
 def test_runs_top_to_bottom(name, tmp_path):
     _require_data(name)
     nb = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)   # a copy in memory: the file is never written
+    committed = copy.deepcopy(nb)   # execution replaces the outputs of nb
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()   # raises CellExecutionError (naming the cell) on the first error
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             assert out.get("name") != "stderr", f"{name}, cell {i} wrote to stderr:\n{out.get('text')}"
+    assert_same_numbers(name, committed, nb)
+
+
+def test_make_lab_installs_the_notebooks_extra_and_opens_jupyterlab():
+    import shutil
+    import subprocess
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python >= 3.11")
+    root = NOTEBOOKS_DIR.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("jupyterlab") for dep in extras["notebooks"])
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    # -n: print the commands without running them; -B: as if nothing were installed yet
+    plan = subprocess.run(["make", "-n", "-B", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "install --quiet -e '.[test,notebooks]'" in plan
+    assert plan.rstrip().splitlines()[-1] == ".venv/bin/jupyter lab notebooks/"

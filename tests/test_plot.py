@@ -129,6 +129,78 @@ def test_latent_snapshots_validation(snaps, exc, match):
         plot.latent_snapshots(snaps)
 
 
+def test_latent_snapshots_one_row_per_colouring_and_order_panel():
+    arm, t = np.arange(60) % 2, np.linspace(0, 1, 60)
+    acc, sigma = [0.5, 0.6, 0.7, 0.8, 0.9], [1.0, 0.8, 0.6, 0.4, 0.2]
+    fig = plot.latent_snapshots(_snapshots(5), c={"arm": arm, "position t": t}, ncols=3, order=(acc, sigma))
+    main = _check(fig, n_titled=5)
+    scatters = [ax for ax in main if ax.collections and ax.get_xlim() == main[0].get_xlim()]
+    # 5 snapshots x 2 colourings, in rows of 3: arm, t, arm, t
+    assert len(scatters) == 10
+    titles = [ax.get_title() for ax in scatters if ax.get_title()]
+    assert titles == [f"epoch {10 * e}\nacc {a:.2f}, mean σ {s:.2f}" for e, a, s in zip(range(5), acc, sigma)]
+    assert _has_legend(fig) and _has_colorbar(fig)
+    cbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert {cb.get_ylabel() for cb in cbars} == {"position t"}
+    # the order panel: accuracy on the left axis, sigma on its twin, against the epochs
+    curves = [ax for ax in fig.axes if ax.lines and ax.get_xscale() == "symlog"]
+    assert [ax.get_ylabel() for ax in curves] == ["k-NN accuracy", "mean σ"]  # the twin shares the x axis
+    acc_line = curves[0].lines[0]
+    np.testing.assert_array_equal(acc_line.get_xdata(), [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(acc_line.get_ydata(), acc)
+    np.testing.assert_array_equal(curves[1].lines[0].get_ydata(), sigma)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(c={}), ValueError, "at least one colouring"),
+        (dict(c={"arm": np.arange(3)}), ValueError, "one value per point"),
+        (dict(c={1: np.arange(60)}), TypeError, "c's keys"),
+        (dict(order=[0.5, 0.6]), ValueError, "one value per snapshot"),
+        (dict(order=np.zeros((2, 2))), TypeError, "pair"),
+        (dict(order=([0.5, np.nan], [1, 1])), ValueError, "finite"),
+    ],
+)
+def test_latent_snapshots_colourings_and_order_validation(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        plot.latent_snapshots(_snapshots(2), **kwargs)
+
+
+def test_order_curve():
+    epochs, acc, sigma = [0, 1, 2, 5, 100, 600], [0.5, 0.52, 0.6, 0.9, 0.97, 0.99], [1.0, 0.9, 0.7, 0.3, 0.1, 0.1]
+    fig = plot.order_curve(epochs, acc, sigma)
+    main = _check(fig)
+    ax = next(a for a in main if a.get_title())
+    assert ax.get_title() == "From chaos to order" and ax.get_xscale() == "symlog"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), acc)
+    assert ax.lines[1].get_ydata()[0] == 0.5  # the chance line
+    twin = next(a for a in main if a is not ax)
+    np.testing.assert_array_equal(twin.lines[0].get_ydata(), sigma)
+    assert ax.get_legend() is not None
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"k-NN accuracy", "chance (0.5)", "mean σ"}
+    fig = plot.order_curve(epochs, acc, sigma, chance=None, title="t", accuracy_label="a", sigma_label="s")
+    assert len(next(a for a in fig.axes if a.get_title() == "t").lines) == 1  # no chance line
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (([0, 1], [0.5], [1, 1]), {}, ValueError, "accuracy must have one value per epoch"),
+        (([0, 1], [0.5, 0.6], [1]), {}, ValueError, "sigma must have one value"),
+        (([0, 1], [0.5, 1.5], [1, 1]), {}, ValueError, r"accuracy must lie in \[0, 1\]"),
+        (([0, 1], [0.5, 0.6], [1, -1]), {}, ValueError, "sigma must be >= 0"),
+        (([-1, 1], [0.5, 0.6], [1, 1]), {}, ValueError, "epochs must be >= 0"),
+        (([[0, 1]], [0.5, 0.6], [1, 1]), {}, ValueError, "epochs must be 1-D"),
+        (([0, 1], [0.5, 0.6], [1, 1]), dict(chance=2), ValueError, "chance"),
+        (([0, 1], [0.5, 0.6], [1, 1]), dict(chance="half"), TypeError, "chance"),
+    ],
+)
+def test_order_curve_validation(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        plot.order_curve(*args, **kwargs)
+
+
 def test_latent_animation_writes_gif(tmp_path):
     path = tmp_path / "latents.gif"
     fig = plot.latent_animation(_snapshots(4), path, c=np.arange(60) % 3, fps=5)
@@ -380,3 +452,26 @@ def test_docstrings():
     for name in plot.__all__:
         doc = getattr(plot, name).__doc__
         assert doc and "Returns" in doc, name
+
+
+def test_readme_plots_section(tmp_path, monkeypatch):
+    # every function has its line and its thumbnail, and the recipes run as written
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Plots\n")[1].split("\n## ")[0]
+    for name in plot.__all__:
+        assert f"| `{name}(" in section, name
+    for src in __import__("re").findall(r'src="(docs/plots/[^"]+)"', section):
+        with PIL_Image.open(root / src) as im:
+            assert 300 <= im.width <= 500, src  # small thumbnails
+    recipe = section.split("```python\n")[1].split("```")[0]
+    assert recipe.count("\n") == 11  # three recipes of three lines, two blank lines between
+    import vaecore
+
+    X = np.random.default_rng(0).random((40, 64)).round()  # 8x8 binary "images"
+    m = vaecore.VAE(64, 2, hidden=(16,), likelihood="bernoulli", seed=0)
+    monkeypatch.chdir(tmp_path)
+    exec(recipe, {"vaecore": vaecore, "m": m, "X": X, "y": np.arange(40) % 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interpolation.png", "latent.png", "samples.png"]

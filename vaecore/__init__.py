@@ -13,13 +13,14 @@ holds the models' Python API, the training loop, data sets and plots.
 """
 from . import datasets, layers, metrics
 from ._core import get_num_threads, set_num_threads
+from .latent import interpolate
 from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig
 from .train import History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "fit", "History", "datasets", "layers", "metrics", "plot",
-           "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "fit", "History", "interpolate", "datasets",
+           "layers", "metrics", "plot", "set_num_threads", "get_num_threads", "__version__"]
 
 
 def __getattr__(name):

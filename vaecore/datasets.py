@@ -1,6 +1,7 @@
-"""Data sets for vaecore: small, deterministic and offline.
+"""Data sets for vaecore: small, deterministic and offline unless asked.
 
-Every function here returns NumPy arrays and never downloads anything.
+Every function here returns NumPy arrays and downloads nothing unless asked
+(``fashion_mnist(download=True)``; no test and no default path uses the network).
 
 Toy data in 2-D (float64 points, useful for watching a 2-D latent space)
     - :func:`two_spirals` -- two interleaved spirals, with the position
@@ -13,8 +14,10 @@ Images (float32, one flattened image per row)
     - :func:`digits` -- scikit-learn's bundled 8x8 handwritten digits
       (1,797 images; ships inside scikit-learn).
     - :func:`fashion_mnist` -- Fashion-MNIST, 28x28 grey-scale clothing
-      (Xiao, Rasul & Vollgraf 2017), read from local IDX files, e.g. those
-      of Debian's ``dataset-fashion-mnist`` package.
+      (Xiao, Rasul & Vollgraf 2017), read from local IDX files (Debian's
+      ``dataset-fashion-mnist`` package, or a folder of your own), or
+      downloaded once with ``download=True`` and checked against
+      :data:`FASHION_MNIST_SHA256`.
     - :func:`shapes` -- a procedurally generated dSprites-like set of binary
       images with known, independent generative factors (after Matthey,
       Higgins, Hassabis & Lerchner 2017, "dSprites: Disentanglement testing
@@ -46,6 +49,8 @@ __all__ = [
     "digits",
     "load_idx",
     "fashion_mnist",
+    "FASHION_MNIST_URL",
+    "FASHION_MNIST_SHA256",
     "shapes",
 ]
 
@@ -310,10 +315,12 @@ def digits(split="train"):
     split = _check_split(split, ("train", "test", "all"))
     try:
         from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
+        # not `pip install 'vaecore[test]'`: for an installed vaecore that brings pytest and the like, and
+        # only by chance scikit-learn; from a source checkout the editable install with the extra does
         raise ImportError(
             "vaecore.datasets.digits needs scikit-learn, which ships the digits images: "
-            "pip install scikit-learn (or install vaecore with the `test` extra: pip install 'vaecore[test]')"
+            "pip install scikit-learn (or, from a vaecore source checkout, pip install -e '.[test]')"
         ) from exc
     bunch = load_digits()
     X = (np.asarray(bunch.data, dtype=np.float64) / 16.0).astype(np.float32)  # (1797, 64)
@@ -420,16 +427,37 @@ _FASHION_FILES = {
 }
 _FASHION_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
+#: Where ``fashion_mnist(download=True)`` fetches ``<name>.gz`` from: the download location named in
+#: Zalando's README (github.com/zalandoresearch/fashion-mnist, "Get the Data"; the same README ships
+#: in Debian's dataset-fashion-mnist as /usr/share/doc/dataset-fashion-mnist/README.md.gz).
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
-def _fashion_candidate_dirs(path):
-    """The directories fashion_mnist looks in, in order."""
-    if path is not None:
-        base = [Path(path)]
-    elif os.environ.get("VAECORE_DATA"):
-        base = [Path(os.environ["VAECORE_DATA"])]
-    else:
-        return [Path(_FASHION_SYSTEM_DIR)]
-    return [base[0], base[0] / "fashion-mnist"]
+#: SHA-256 of each file's decompressed content (the IDX bytes, not the .gz: Debian's package holds
+#: the same content recompressed, so only this digest is shared by both copies). Computed from
+#: Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1 with `zcat FILE.gz | sha256sum`.
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+_CHUNK = 1 << 16  # bytes read at a time while downloading and hashing
+
+
+def _fashion_root(root):
+    """The folder downloads go to: ``root``, else $VAECORE_DATA, else ~/.cache/vaecore."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("VAECORE_DATA"):
+        return Path(os.environ["VAECORE_DATA"])
+    return Path.home() / ".cache" / "vaecore"
+
+
+def _fashion_candidate_dirs(root, system):
+    """The directories fashion_mnist looks in, in order: root, root/fashion-mnist, then Debian's."""
+    dirs = [root, root / "fashion-mnist"]
+    return dirs + [Path(_FASHION_SYSTEM_DIR)] if system else dirs
 
 
 def _find_file(directory, stem):
@@ -441,31 +469,108 @@ def _find_file(directory, stem):
     return None
 
 
-def fashion_mnist(split="train", path=None):
-    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) from local IDX files.
+def _content_sha256(path):
+    """SHA-256 of a file's content, decompressed first if it is gzip data."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(stem, directory):
+    """Fetch FASHION_MNIST_URL + stem + ".gz" into directory, verified, atomically; returns the path.
+
+    The bytes go to a hidden temporary file in ``directory``, which is renamed
+    to ``stem.gz`` only once its decompressed content matches
+    FASHION_MNIST_SHA256[stem]; on any failure it is removed, so a download
+    either leaves the whole, verified file or nothing.
+    """
+    import http.client
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    url = FASHION_MNIST_URL + stem + ".gz"
+    final = directory / (stem + ".gz")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".part")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                size = response.headers.get("Content-Length")
+                size = int(size) if size else None
+                got = 0
+                with tqdm(total=size, unit="B", unit_scale=True, desc=final.name, leave=False) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                if size is not None and got != size:  # read(amt) returns b"" on a cut connection, raising nothing
+                    raise http.client.IncompleteRead(b"", size - got)
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, http.client.HTTPException) as exc:  # URLError, HTTPError, timeouts, cut connections
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # an HTTPError holds the response, and so the socket, open
+            raise OSError(f"could not download Fashion-MNIST file {url}: {exc!r}; nothing was written") from exc
+        try:
+            got = _content_sha256(tmp)
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated gzip stream
+            raise ValueError(f"downloaded {url} is not valid gzip data ({exc}); nothing was written") from exc
+        if got != FASHION_MNIST_SHA256[stem]:
+            raise ValueError(
+                f"downloaded {url} is corrupt: the SHA-256 of its content is {got}, expected "
+                f"{FASHION_MNIST_SHA256[stem]} (FASHION_MNIST_SHA256); nothing was written"
+            )
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def fashion_mnist(split="train", download=False, root=None, *, path=None):
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), read from IDX files, downloaded if asked.
 
     60,000 training and 10,000 test grey-scale images of 28x28 pixels, in
     ten clothing classes (0 T-shirt/top, 1 trouser, 2 pullover, 3 dress,
-    4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot). Nothing is
-    downloaded: the files are read from the first of these directories that
-    holds both files of the split:
+    4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot). The two
+    files of the split are read from the first of these directories that
+    holds both:
 
-    1. ``path`` and ``path/fashion-mnist``, if ``path`` is given;
-    2. otherwise ``$VAECORE_DATA`` and ``$VAECORE_DATA/fashion-mnist``, if
-       the environment variable is set;
-    3. otherwise ``/usr/share/datasets/fashion-mnist``, where Debian's
+    1. ``root`` and ``root/fashion-mnist``, where ``root`` defaults to
+       ``$VAECORE_DATA`` if set, else ``~/.cache/vaecore``;
+    2. ``/usr/share/datasets/fashion-mnist``, where Debian's
        ``dataset-fashion-mnist`` package installs them.
 
     The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each with or
-    without a ``.gz`` suffix.
+    without a ``.gz`` suffix. Nothing is downloaded unless ``download=True``:
+    then, if the split's files are in none of these places, the four ``.gz``
+    files are fetched from :data:`FASHION_MNIST_URL` into
+    ``root/fashion-mnist`` with a progress bar, each checked against
+    :data:`FASHION_MNIST_SHA256` (of the decompressed content) and renamed
+    into place only when whole and correct.
 
     Parameters
     ----------
     split : {"train", "test"}, default "train"
         Which part to return.
+    download : bool, default False
+        Fetch the files if they are not found.
+    root : str or os.PathLike, optional
+        The folder to look in first and to download into.
     path : str or os.PathLike, optional
-        Directory holding the files.
+        The former name of ``root`` (keyword only), with the former
+        meaning: the files are read from ``path`` or ``path/fashion-mnist``
+        only, never from Debian's folder. Not together with ``root``.
 
     Returns
     -------
@@ -478,31 +583,52 @@ def fashion_mnist(split="train", path=None):
     Raises
     ------
     FileNotFoundError
-        If no searched directory holds both files; the message lists where
-        it looked and how to get the files.
+        If no searched directory holds both files and ``download`` is False;
+        the message lists where it looked and the three ways to get the
+        files.
+    OSError
+        If a download fails (no connection, HTTP error, connection cut).
     ValueError
-        If the files are malformed or inconsistent (see :func:`load_idx`),
-        e.g. the images are not 28x28 uint8 or the image and label counts
-        differ.
+        If a downloaded file does not match its SHA-256, or the files are
+        malformed or inconsistent (see :func:`load_idx`), e.g. the images
+        are not 28x28 uint8 or the image and label counts differ.
     """
     split = _check_split(split, ("train", "test"))
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str, os.PathLike or None, got {type(path).__name__} ({path!r})")
+    if download is not True and download is not False:
+        raise TypeError(f"download must be True or False, got {type(download).__name__} ({download!r})")
+    for name, value in (("root", root), ("path", path)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a str, os.PathLike or None, got {type(value).__name__} ({value!r})")
+    if path is not None and root is not None:
+        raise ValueError("give root or its former name path, not both")
+    base = _fashion_root(path if path is not None else root)
+    dirs = _fashion_candidate_dirs(base, system=path is None)
+
+    def find(stems):
+        for directory in dirs:
+            files = [_find_file(directory, stem) for stem in stems]
+            if all(f is not None for f in files):
+                return files
+        return None
+
     image_stem, label_stem = _FASHION_FILES[split]
-    dirs = _fashion_candidate_dirs(path)
-    for directory in dirs:
-        image_file = _find_file(directory, image_stem)
-        label_file = _find_file(directory, label_stem)
-        if image_file is not None and label_file is not None:
-            break
-    else:
+    files = find((image_stem, label_stem))
+    if files is None and download:
+        for stem in [s for pair in _FASHION_FILES.values() for s in pair]:
+            if find((stem,)) is None:
+                _download(stem, base / "fashion-mnist")
+        files = find((image_stem, label_stem))
+    if files is None:
         looked = ", ".join(str(d) for d in dirs)
         raise FileNotFoundError(
             f"Fashion-MNIST {split!r} files {image_stem}[.gz] and {label_stem}[.gz] not found; looked in: {looked}. "
-            "Get them with `sudo apt-get install dataset-fashion-mnist` (installs into "
-            f"{_FASHION_SYSTEM_DIR}), or put the four IDX files in a directory and set VAECORE_DATA "
-            "to it (or pass path=). vaecore never downloads data."
+            "Get them in one of three ways: (1) let vaecore download them, "
+            f"vaecore.datasets.fashion_mnist({split!r}, download=True) (about 30 MB into {base / 'fashion-mnist'}); "
+            "(2) install Debian's package: sudo apt-get install dataset-fashion-mnist "
+            f"(into {_FASHION_SYSTEM_DIR}); (3) put the four IDX files in {base} yourself "
+            "(or in another folder named by root= or the VAECORE_DATA variable)."
         )
+    image_file, label_file = files
 
     images = load_idx(image_file)  # (n, 28, 28) uint8
     labels = load_idx(label_file)  # (n,) uint8

@@ -10,6 +10,8 @@ is not 2, by the width being a perfect square.
 
 - :func:`latent_scatter`, :func:`latent_snapshots`, :func:`latent_animation`
   -- the latent codes, once, over training as a grid, or as a GIF.
+- :func:`order_curve` -- how ordered the latent space is (a k-NN accuracy)
+  and how wide its Gaussian clouds are, over training.
 - :func:`reconstructions`, :func:`samples`, :func:`interpolation` -- data
   against what the model makes of it.
 - :func:`manifold_grid`, :func:`traversals` -- the decoder on a grid of a
@@ -35,6 +37,7 @@ __all__ = [
     "latent_scatter",
     "latent_snapshots",
     "latent_animation",
+    "order_curve",
     "reconstructions",
     "samples",
     "interpolation",
@@ -299,7 +302,39 @@ def latent_scatter(z, c=None, ax=None, title="Latent space", cmap=None, dims=(0,
     return fig
 
 
-def latent_snapshots(snapshots, c=None, ncols=4, title="Latent space during training", cmap=None, clabel="c"):
+def _check_colorings(c, clabel, n):
+    """``c`` as a list of (label, values, classes): one entry, or one per item of a mapping."""
+    if isinstance(c, Mapping):
+        if not c:
+            raise ValueError("c must hold at least one colouring when it is a mapping, got an empty mapping")
+        out = []
+        for label, values in c.items():
+            label = _check_title(label, "c's keys")
+            if values is None:
+                raise ValueError(f"c[{label!r}] must be an array of colours, got None")
+            out.append((label, *_check_colors(values, n)))
+        return out
+    return [(clabel, *_check_colors(c, n))]
+
+
+def _check_order(order, m):
+    """``order`` as two float arrays (accuracy, sigma) of length m, or None."""
+    if order is None:
+        return None
+    if not isinstance(order, (tuple, list)) or len(order) != 2:
+        raise TypeError(f"order must be a pair (accuracy, sigma) of sequences, got {type(order).__name__}")
+    out = []
+    for name, values in zip(("accuracy", "sigma"), order, strict=True):
+        arr = _as_matrix(f"order's {name}", np.asarray(values, dtype=np.float64).reshape(-1, 1))[:, 0]
+        if len(arr) != m:
+            raise ValueError(f"order's {name} must have one value per snapshot ({m}), got {len(arr)}")
+        out.append(arr)
+    return out
+
+
+def latent_snapshots(
+    snapshots, c=None, ncols=4, title="Latent space during training", cmap=None, clabel="c", order=None
+):
     """A grid of latent scatter plots, one per training snapshot, on shared axes.
 
     Parameters
@@ -307,52 +342,166 @@ def latent_snapshots(snapshots, c=None, ncols=4, title="Latent space during trai
     snapshots : list of (epoch, z)
         ``z`` is an array of shape (n, latent_dim) with latent_dim >= 2 and
         the same n in every snapshot; the first two dimensions are drawn.
-    c : array_like, shape (n,), optional
+    c : array_like of shape (n,), or mapping of str to array_like, optional
         Colour per point, as in :func:`latent_scatter`, the same for all
-        panels.
+        panels. A mapping ``{label: colours}`` draws every snapshot once per
+        colouring: the panels of one snapshot are stacked in a column, one
+        row per colouring, each row with its own legend or colorbar titled
+        with the label (e.g. ``{"arm": arm, "position t": t}``).
     ncols : int, default 4
-        Number of panels per row, >= 1.
+        Number of snapshots per row, >= 1.
     title : str, default "Latent space during training"
         Figure title; each panel is titled with its epoch.
     cmap : str or matplotlib.colors.Colormap, optional
         Colour map, as in :func:`latent_scatter`.
     clabel : str, default "c"
-        What ``c`` is, shown as the legend title or colorbar label.
+        What ``c`` is, shown as the legend title or colorbar label (when
+        ``c`` is a mapping its keys are the labels).
+    order : pair of sequences (accuracy, sigma), optional
+        Two numbers per snapshot, e.g. the k-NN accuracy of predicting a
+        label from z and the mean posterior standard deviation (see
+        :func:`order_curve`): each panel's title shows them, and both are
+        drawn as curves against the epoch in a panel to the right.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    snaps = _check_snapshots(snapshots, c)
+    snaps = _check_snapshots(snapshots, c if not isinstance(c, Mapping) else None)
     ncols = check_int(ncols, "ncols", low=1)
     title = _check_title(title)
     clabel = _check_title(clabel, "clabel")
-    c, classes = _check_colors(c, len(snaps[0][1]))
+    colorings = _check_colorings(c, clabel, len(snaps[0][1]))
+    order = _check_order(order, len(snaps))
+    coloured = colorings[0][1] is not None
     ncols = min(ncols, len(snaps))
-    nrows = math.ceil(len(snaps) / ncols)
-    fig = _new_figure(2.8 * ncols + (1.2 if c is not None else 0.0), 2.8 * nrows + 0.4)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    nwrap = math.ceil(len(snaps) / ncols)  # rows of snapshots
+    nrows = nwrap * len(colorings)  # each row of snapshots is drawn once per colouring
+    width = 2.8 * ncols + (1.2 if coloured else 0.0)
+    height = 2.8 * nrows + 0.4
+    if order is None:
+        fig = panels = _new_figure(width, height)
+    else:
+        fig = _new_figure(width + 4.2, height)
+        panels, right = fig.subfigures(1, 2, width_ratios=[width, 4.2])
+    axes = panels.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     xlim, ylim = _padded_limits([z for _, z in snaps])
-    crange = (float(np.min(c)), float(np.max(c))) if c is not None and classes is None else None
-    sc = None
-    for k, ax in enumerate(axes.flat):
-        if k >= len(snaps):
-            ax.set_axis_off()
-            continue
-        epoch, z = snaps[k]
-        sc = _scatter(ax, z, c, classes, cmap, s=5, norm_range=crange)
-        ax.set_title(f"epoch {epoch}")
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
-        if k % ncols == 0:
-            ax.set_ylabel("z[1]")
-        if k // ncols == nrows - 1 or k + ncols >= len(snaps):
-            ax.set_xlabel("z[0]")
-            ax.xaxis.set_tick_params(labelbottom=True)
-    if c is not None:
-        used = [ax for k, ax in enumerate(axes.flat) if k < len(snaps)]
-        _legend_or_colorbar(fig, used, sc, classes, clabel)
+    for row in range(nrows):
+        wrap, which = divmod(row, len(colorings))
+        label, values, classes = colorings[which]
+        crange = (float(np.min(values)), float(np.max(values))) if values is not None and classes is None else None
+        sc, used = None, []
+        for col in range(ncols):
+            ax, k = axes[row, col], wrap * ncols + col
+            if k >= len(snaps):
+                ax.set_axis_off()
+                continue
+            epoch, z = snaps[k]
+            sc = _scatter(ax, z, values, classes, cmap, s=5, norm_range=crange)
+            used.append(ax)
+            if which == 0:
+                head = f"epoch {epoch}"
+                if order is not None:
+                    head += f"\nacc {order[0][k]:.2f}, mean σ {order[1][k]:.2f}"
+                ax.set_title(head, fontsize="medium" if order is None else "small")
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            if col == 0:
+                ax.set_ylabel("z[1]")
+            if row == nrows - 1 or k + ncols >= len(snaps) and which == len(colorings) - 1:
+                ax.set_xlabel("z[0]")
+                ax.xaxis.set_tick_params(labelbottom=True)
+        if values is not None:  # on the whole row, used or not, so that every row keeps the same width
+            _legend_or_colorbar(panels, list(axes[row]), sc, classes, label)
+    if order is not None:  # the curves in the middle half of the right-hand column
+        ax = right.add_subplot(right.add_gridspec(4, 1)[1:3] if nrows >= 3 else 111)
+        _draw_order(ax, [e for e, _ in snaps], order[0], order[1])
     fig.suptitle(title)
+    return fig
+
+
+def _draw_order(ax, epochs, accuracy, sigma, chance=0.5, accuracy_label="k-NN accuracy", sigma_label="mean σ"):
+    """Accuracy (left axis) and mean sigma (right axis) against the epoch, on a symlog epoch axis."""
+    epochs = np.asarray(epochs, dtype=np.float64)
+    marker = "o" if len(epochs) <= 60 else None
+    a = ax.plot(epochs, accuracy, color="tab:green", marker=marker, markersize=3, label=accuracy_label)
+    handles = a
+    if chance is not None:
+        handles += [ax.axhline(chance, color="tab:green", linestyle=":", linewidth=1, label=f"chance ({chance:g})")]
+    ax.set_ylim(min(0.0 if chance is None else chance - 0.05, float(np.min(accuracy)) - 0.02), 1.02)
+    ax.set_ylabel(accuracy_label, color="tab:green")
+    twin = ax.twinx()
+    handles += twin.plot(epochs, sigma, color="tab:purple", marker=marker, markersize=3, label=sigma_label)
+    twin.set_ylim(0.0, max(1e-12, float(np.max(sigma))) * 1.08)
+    twin.set_ylabel(sigma_label, color="tab:purple")
+    # symlog: linear from 0 to 1, logarithmic beyond, so epoch 0 and epoch 600 share one readable axis
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0.0)
+    ax.set_xlabel("epoch (linear to 1, then logarithmic)")
+    ax.grid(True, alpha=0.3)
+    # below the axes, where it hides no curve
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")
+
+
+def order_curve(epochs, accuracy, sigma, chance=0.5, title="From chaos to order",
+                accuracy_label="k-NN accuracy", sigma_label="mean σ"):
+    """How ordered a latent space is, and how wide its clouds are, over training.
+
+    Two curves against the epoch (on a "symlog" axis: linear up to 1, then
+    logarithmic, so that the first epochs, where most happens, are not
+    squeezed): ``accuracy``, e.g. the k-nearest-neighbour accuracy of
+    predicting a label from sampled z (0.5 is chance for two balanced
+    classes: the clouds of the classes are mixed; 1 means they are apart),
+    on the left axis, and ``sigma``, the mean posterior standard deviation
+    of the encoder's Gaussian clouds, on the right axis.
+
+    Parameters
+    ----------
+    epochs : array_like, shape (m,)
+        The epoch of each measurement, >= 0 (fractions allowed).
+    accuracy : array_like, shape (m,)
+        The accuracy at each epoch, in [0, 1].
+    sigma : array_like, shape (m,)
+        The mean posterior standard deviation at each epoch, >= 0.
+    chance : float or None, default 0.5
+        Accuracy of guessing, drawn as a dotted line; None draws none.
+    title : str, default "From chaos to order"
+        Axes title.
+    accuracy_label, sigma_label : str
+        Axis labels of the two curves.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    cols = {}
+    for name, values in (("epochs", epochs), ("accuracy", accuracy), ("sigma", sigma)):
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (one value per measurement), got shape {arr.shape}")
+        cols[name] = _as_matrix(name, arr[:, None])[:, 0]
+    m = len(cols["epochs"])
+    for name in ("accuracy", "sigma"):
+        if len(cols[name]) != m:
+            raise ValueError(f"{name} must have one value per epoch ({m}), got {len(cols[name])}")
+    if np.any(cols["epochs"] < 0):
+        raise ValueError(f"epochs must be >= 0, got {cols['epochs'].min()}")
+    if np.any((cols["accuracy"] < 0) | (cols["accuracy"] > 1)):
+        raise ValueError("accuracy must lie in [0, 1]")
+    if np.any(cols["sigma"] < 0):
+        raise ValueError(f"sigma must be >= 0, got {cols['sigma'].min()}")
+    if chance is not None:
+        if isinstance(chance, bool) or not isinstance(chance, (int, float, np.integer, np.floating)):
+            raise TypeError(f"chance must be a number in [0, 1] or None, got {type(chance).__name__}")
+        if not 0.0 <= chance <= 1.0:
+            raise ValueError(f"chance must be in [0, 1], got {chance}")
+    title = _check_title(title)
+    accuracy_label = _check_title(accuracy_label, "accuracy_label")
+    sigma_label = _check_title(sigma_label, "sigma_label")
+    fig = _new_figure(5.5, 3.8)
+    ax = fig.add_subplot()
+    _draw_order(ax, cols["epochs"], cols["accuracy"], cols["sigma"], chance, accuracy_label, sigma_label)
+    ax.set_title(title)
     return fig
 
 
