@@ -36,6 +36,12 @@ def digest(threads):
         (vaecore.AE(64, 4, hidden=(64,), activation="relu", likelihood="bernoulli", seed=2), D, dict()),
         (vaecore.VAE(64, 3, hidden=(96, 48), likelihood="bernoulli", dtype="float32", seed=3), D,
          dict(optimizer="sgd")),
+        # the layer form: convolutions (im2col chunks, gemm split across threads) and the learned variance
+        (vaecore.VAE(input_shape=(1, 8, 8), latent_dim=3, dtype="float32", seed=4, likelihood="gaussian_learned",
+                     encoder=[vaecore.layers.Conv2d(8, 3, stride=2, padding=1), vaecore.layers.ReLU(),
+                              vaecore.layers.Flatten()],
+                     decoder=[vaecore.layers.Linear(128), vaecore.layers.ELU(), vaecore.layers.Reshape(8, 4, 4),
+                              vaecore.layers.ConvTranspose2d(1, 4, stride=2, padding=1)]), D, dict()),
     ]
     for m, data, kw in runs:
         if kw.pop("optimizer", None) == "sgd":

@@ -188,3 +188,21 @@ def test_learned_variance_parameter_and_estimators():
     # the importance-weighted bound is above the ELBO on average and finite
     ll, el = m.log_likelihood(x, k=64, seed=0), m.elbo(x, k=64, seed=0)
     assert np.isfinite(ll).all() and ll.mean() >= el.mean() - 1e-9
+
+
+@pytest.mark.skipif(not vaecore._core.HAVE_OPENMP, reason="this build has no OpenMP")
+def test_conv_training_is_bitwise_the_same_for_any_thread_count():
+    # the issue's model is large enough that its conv and linear products split across threads
+    x = (np.random.default_rng(0).random((48, 1, 28, 28)) > 0.7).astype(np.float32)
+    results = []
+    try:
+        for threads in (1, 2):
+            vaecore.set_num_threads(threads)
+            m = issue_model()
+            opt = vaecore.Adam(m)
+            for i in range(3):
+                m.train_step(x[16 * i:16 * i + 16], opt)
+            results.append((m.params.tobytes(), opt.m.tobytes(), opt.v.tobytes(), m.rng_state))
+    finally:
+        vaecore.set_num_threads(1)
+    assert results[0] == results[1]
