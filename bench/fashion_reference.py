@@ -259,6 +259,7 @@ def main(argv=None):
         print(msg, file=sys.stderr, flush=True)
 
     torch.set_num_threads(args.threads)
+    vers = versions()                  # before training: the git commit of the code that runs
     X, _ = vaecore.datasets.fashion_mnist("train")                    # (60000, 784) float32 in [0, 1]
     Xte, _ = vaecore.datasets.fashion_mnist("test")                   # (10000, 784)
     X, Xte = np.ascontiguousarray(X, np.float32), np.ascontiguousarray(Xte, np.float32)
@@ -297,7 +298,7 @@ def main(argv=None):
         "seconds_test_elbo": t_elbo, "seconds_iwae": t_iwae,
         "units": "nats per image; log p(x|z) = sum_j x_j l_j - softplus(l_j) on grey levels in [0, 1]",
         "cpu": cpu_name(),
-        "versions": versions(),
+        "versions": vers,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else list(argv),
     }
