@@ -86,9 +86,12 @@ class ConvModel:
 
         named = None
         if init == "vaecore":
-            from peers import vaecore_model
+            from peers import skip_reason, vaecore_model
             from workloads import WORKLOADS
 
+            why = skip_reason("vaecore", WORKLOADS["conv"])
+            if why:
+                raise SystemExit(f"--init vaecore --arch conv: {why}; use --init torch")
             named = [(n, a.copy()) for n, a in vaecore_model(WORKLOADS["conv"]).named_params()]
         torch.manual_seed(seed)
         self.net = TorchConvVAE(named, beta=1.0)
