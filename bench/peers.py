@@ -10,11 +10,23 @@ seed=0)``, so every peer starts from the same point) and offers
 
 Peers:
     vaecore        ``m.train_step`` (one C call: forward, backward, Adam), float32;
-    numpy          bench/numpy_vae.py, float32, every product a BLAS ``@``;
-    torch          PyTorch eager on the CPU, ``torch.optim.Adam``;
+    numpy          bench/numpy_vae.py, float32, every product a BLAS ``@``
+                   (multilayer perceptrons only: it skips the conv workload);
+    torch          PyTorch eager on the CPU, ``torch.optim.Adam``
+                   (bench/torch_vae.py, or bench/torch_conv_vae.py for conv);
     torch.compile  the same module through ``torch.compile`` (default mode; the
                    forward and its AOT-autograd backward are compiled, Adam stays
                    eager, as PyTorch's tutorials do).
+
+The conv workload (workloads.ConvWorkload) needs vaecore's layer API:
+
+    vaecore.VAE(input_shape=(C, H, W), latent_dim=K, encoder=[vaecore.layers...],
+                decoder=[...], likelihood=..., dtype="float32", seed=0)
+
+whose ``named_params()`` are those of workloads.param_layers, and whose
+``train_step(x, opt, beta=, eps=)`` takes x as (B, C, H, W) (the peer passes a
+view of the (B, D) batch) and eps (B, K). Until vaecore has ``vaecore.layers``
+``skip_reason`` says so and run.py leaves the workload out.
 
 Thread counts are the caller's business (bench/worker.py sets them before
 anything is imported).
@@ -23,15 +35,48 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PEERS", "TORCH_PEERS", "make_peer", "vaecore_model"]
+__all__ = ["PEERS", "TORCH_PEERS", "make_peer", "vaecore_model", "skip_reason"]
 
 PEERS = ("vaecore", "numpy", "torch", "torch.compile")
 TORCH_PEERS = ("torch", "torch.compile")
 
 
+def skip_reason(peer, w):
+    """Why `peer` cannot run workload `w` (a sentence), or None when it can."""
+    from workloads import ConvWorkload
+
+    if not isinstance(w, ConvWorkload):
+        return None
+    if peer == "numpy":
+        return "bench/numpy_vae.py has no convolutions"
+    if peer == "vaecore":
+        import vaecore
+
+        if not hasattr(vaecore, "layers"):
+            return "this vaecore has no layer API (vaecore.layers) yet"
+    return None
+
+
+def vaecore_layers(specs):
+    """[vaecore.layers objects] from workloads.Layer specs."""
+    from vaecore import layers as L
+
+    out = []
+    for l in specs:
+        cls = getattr(L, l.kind)
+        conv = l.kind in ("Conv2d", "ConvTranspose2d")
+        out.append(cls(*l.args, stride=l.stride, padding=l.padding) if conv else cls(*l.args))
+    return out
+
+
 def vaecore_model(w):
     import vaecore
+    from workloads import ConvWorkload
 
+    if isinstance(w, ConvWorkload):
+        return vaecore.VAE(input_shape=tuple(w.input_shape), latent_dim=w.latent_dim,
+                           encoder=vaecore_layers(w.encoder), decoder=vaecore_layers(w.decoder),
+                           likelihood=w.likelihood, dtype="float32", seed=0)
     return vaecore.VAE(w.input_dim, w.latent_dim, hidden=w.hidden, activation=w.activation,
                        likelihood=w.likelihood, dtype="float32", seed=0)
 
@@ -43,11 +88,14 @@ class VaecorePeer:
         self.m = vaecore_model(w)
         self.opt = vaecore.Adam(self.m, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
         self.beta = w.beta
+        # a layer-API model takes images (B, C, H, W): a view of the (B, D) batch, no copy
+        self.shape = (-1, *w.input_shape) if hasattr(w, "input_shape") else None
 
     def step(self, x):
-        self.m.train_step(x, self.opt, beta=self.beta)
+        self.m.train_step(x if self.shape is None else x.reshape(self.shape), self.opt, beta=self.beta)
 
     def step_eps(self, x, eps):
+        x = x if self.shape is None else x.reshape(self.shape)
         return self.m.train_step(x, self.opt, beta=self.beta, eps=eps)["loss"]
 
 
@@ -55,6 +103,9 @@ class NumpyPeer:
     def __init__(self, w):
         from numpy_vae import NumpyAdam, NumpyVAE
 
+        why = skip_reason("numpy", w)
+        if why:
+            raise NotImplementedError(why)
         self.model = NumpyVAE(vaecore_model(w).named_params(), w.activation, w.likelihood, w.beta, seed=0)
         self.opt = NumpyAdam(self.model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
 
@@ -69,9 +120,16 @@ class TorchPeer:
     def __init__(self, w, compiled=False, adam=None):
         import torch
         from torch_vae import TorchVAE, make_optimizer
+        from workloads import ConvWorkload
 
         self.torch = torch
-        self.model = TorchVAE(vaecore_model(w).named_params(), w.activation, w.likelihood, w.beta)
+        named = vaecore_model(w).named_params()
+        if isinstance(w, ConvWorkload):
+            from torch_conv_vae import TorchConvVAE
+
+            self.model = TorchConvVAE(named, w.beta)
+        else:
+            self.model = TorchVAE(named, w.activation, w.likelihood, w.beta)
         kw = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam or "default"]
         self.opt = make_optimizer(self.model, **kw)
         self.loss = torch.compile(self.model) if compiled else self.model

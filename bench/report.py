@@ -146,7 +146,8 @@ def markdown(results):
             cells = []
             for p in others:
                 q = runs.get((name, n, p))
-                cells.append(f"{_f(r['steps_per_s'] / q['steps_per_s'], 3)}×" if q and q.get("ok") else "failed")
+                cells.append(f"{_f(r['steps_per_s'] / q['steps_per_s'], 3)}×" if q and q.get("ok")
+                             else "skipped" if q and q.get("skipped") else "failed")
             pk_n = _peak_for(pk, n, cores)
             pct = f"{100 * r['gflops'] / pk_n:.1f}%" if pk_n else "–"
             busy = any(q.get("others_cores", 0.0) > BUSY_CORES for (w_, n_, _), q in runs.items() if (w_, n_) == (name, n))
@@ -167,6 +168,9 @@ def markdown(results):
             for p in peers:
                 r = runs.get((name, n, p))
                 if r is None:
+                    continue
+                if r.get("skipped"):
+                    L.append(f"| {name} | {n} | {p} | skipped: {r['skipped']} | | | | | |")
                     continue
                 if not r.get("ok"):
                     err = str(r.get("error", "?")).replace("|", "/").splitlines()[0][:120]
@@ -197,7 +201,9 @@ def markdown(results):
              "round-robin, so that they meet the same load; ± is half the spread of the repeats. GFLOP/s counts only the matrix products: per linear layer "
              "2·B·I·O for the forward product, 2·B·I·O for dW = inpᵀ·dout and 2·B·I·O for dinp = dout·Wᵀ (not "
              "for the first encoder layer, whose input x needs no gradient); biases, activations, sampling, loss "
-             "and Adam are not counted. Peak RSS: the peer process's peak resident memory from just before the "
+             "and Adam are not counted. Convolutions count the same three products of their im2col matrix "
+             "product, 2·B·MACs each: Conv2d B·Ho·Wo·O·C·kh·kw MACs, ConvTranspose2d B·H·W·C·O·kh·kw (H, W of "
+             "its input), the products with the zero padding included; the im2col/col2im copies are not counted. Peak RSS: the peer process's peak resident memory from just before the "
              "model is built to the end (Linux VmHWM, reset there), which includes Python, the libraries and one "
              "shuffled epoch of data; Δ RSS: that peak minus the resident memory just before the model was built: "
              "what the model, its optimizer, their first use (lazy library initialisation) and training add.")
@@ -214,6 +220,15 @@ def markdown(results):
                  f"{w['data']} | {w['num_params']:,} | {_f(w['flops_per_step'] * 1e-9)} | "
                  f"{4 * 4 * w['num_params'] / 2**20:.1f} |")
     L.append("")
+    for name, w in results["workloads"].items():
+        lay = w.get("layers")
+        if lay:
+            L.append(f"{name}: input {'×'.join(map(str, lay['input_shape']))}; encoder "
+                     f"`{', '.join(lay['encoder'])}`; heads mu, logvar: Linear({lay['latent_dim']}) each on the "
+                     f"encoder's output; decoder `{', '.join(lay['decoder'])}` (Bernoulli logits); "
+                     f"c32 in the arch column: a convolution with 32 output channels. PyTorch: "
+                     f"bench/torch_conv_vae.py (`nn.Conv2d`, `nn.ConvTranspose2d`, `nn.Linear`).")
+            L.append("")
     L.append(f"Every peer starts from vaecore's initial parameters (seed 0), trains in float32 with Adam (lr 1e-3, "
              f"betas (0.9, 0.999), eps 1e-8) on the same batches in the same order: the data shuffled once, cut "
              f"into full batches (the incomplete last one dropped for every peer), cycled. In timed runs each peer "

@@ -4,6 +4,8 @@
     python bench/run.py --quick              # a fast smoke run (short repeats, short guard)
     python bench/run.py --workloads spirals,digits --threads 1
     python bench/run.py --no-torch           # as if PyTorch were not installed
+    python bench/run.py --workloads conv --threads 1 --peers vaecore,torch
+                                             # the convolutional VAE (needs vaecore.layers)
 
 The same model, data, batch order, optimizer (Adam, lr 1e-3) and initial
 parameters are trained by each peer (bench/peers.py): vaecore's ``train_step``,
@@ -17,7 +19,9 @@ warm-up), vaecore's ratio to every peer, the achieved GFLOP/s of the matrix
 products and their fraction of the measured FMA peak (bench/peak.py), and the
 peak resident memory. A correctness guard trains vaecore, NumPy and PyTorch
 from the same parameters with the same fixed noise and checks that they reach
-the same loss. A matrix-multiply micro-benchmark times vaecore's GEMM kernel
+the same loss. A peer that cannot run a workload (NumPy has no
+convolutions) is listed as skipped; a workload vaecore cannot build yet (the
+conv workload before vaecore has its layer API) is left out with a note. A matrix-multiply micro-benchmark times vaecore's GEMM kernel
 alone (when the C core exposes ``gemm_bench``) against NumPy's and PyTorch's.
 
 Writes bench/results/latest.md (printed too), latest.json (every raw number)
@@ -46,9 +50,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from peak import machine_info, measure_peaks  # noqa: E402
-from peers import PEERS, TORCH_PEERS  # noqa: E402
+from peers import PEERS, TORCH_PEERS, skip_reason  # noqa: E402
 from report import guard_verdict, write_outputs  # noqa: E402
-from workloads import WORKLOADS, epoch_batches, flops_per_step, load_data, num_params  # noqa: E402
+from workloads import WORKLOADS, ConvWorkload, epoch_batches, flops_per_step, load_data, num_params  # noqa: E402
 
 GEMM_SHAPE = (256, 1024, 1024)  # M, N, K: C (M, N) = A (M, K) @ B (K, N)
 
@@ -261,9 +265,14 @@ class PeerProcess:
             return {"ok": False, "error": f"worker exited with {self.proc.returncode} at the end"}
 
 
-def time_peers(name, n, peers, path, args, torch_ok, w):
+def time_peers(name, n, peers, path, args, torch_ok, w, skipped=None):
     """Steps/s of every peer on one workload at n threads: each peer in its own process, warmed
-    up one after the other, then the timed repeats interleaved round-robin (the order rotating)."""
+    up one after the other, then the timed repeats interleaved round-robin (the order rotating).
+    Peers in `skipped` ({peer: reason}) are not started; their rows say why."""
+    skipped = skipped or {}
+    runs = [{"ok": False, "skipped": why, "error": f"skipped: {why}", "workload": name, "peer": peer, "threads": n}
+            for peer, why in skipped.items()]
+    peers = [p for p in peers if p not in skipped]
     procs = {}
     for peer in peers:
         spec = {"kind": "serve", "workload": name, "peer": peer, "threads": n, "batches": path,
@@ -279,7 +288,6 @@ def time_peers(name, n, peers, path, args, torch_ok, w):
                 rates[peer].append(got[0])
                 if got[1] is not None:
                     others[peer].append(got[1])
-    runs = []
     for peer in peers:
         r = procs[peer].finish()
         r.update(workload=name, peer=peer, threads=n)
@@ -327,12 +335,18 @@ def main(argv=None):
         "machine": machine, "peak": peak, "versions": vers,
         "settings": {"seconds_per_repeat": args.seconds, "repeats": args.repeats, "warmup_s": args.warmup,
                      "threads": args.threads, "peers": peers, "torch_adam": args.torch_adam},
-        "workloads": {}, "runs": [], "guard": {}, "gemm": None, "notes": notes,
+        "workloads": {}, "skipped_workloads": {}, "runs": [], "guard": {}, "gemm": None, "notes": notes,
     }
 
     with tempfile.TemporaryDirectory(prefix="vaecore-bench-") as tmp:
         for name in args.workloads:
             w = WORKLOADS[name]
+            skipped = {p: why for p in peers if (why := skip_reason(p, w))}
+            if "vaecore" in skipped:
+                results["skipped_workloads"][name] = skipped["vaecore"]
+                notes.append(f"{name}: not measured, {skipped['vaecore']}.")
+                log(f"{name}: skipped, {skipped['vaecore']}")
+                continue
             X, note = load_data(w.data)
             batches = np.stack(epoch_batches(X, w.batch))            # (n_batches, B, D)
             path = os.path.join(tmp, f"{name}.npy")
@@ -343,12 +357,18 @@ def main(argv=None):
                 "batch": w.batch, "beta": w.beta, "data": note, "num_params": num_params(w),
                 "flops_per_step": flops_per_step(w), "path": path,
             }
+            if isinstance(w, ConvWorkload):
+                results["workloads"][name]["layers"] = {
+                    "input_shape": list(w.input_shape), "latent_dim": w.latent_dim,
+                    "encoder": [str(l) for l in w.encoder], "decoder": [str(l) for l in w.decoder]}
+            for p, why in skipped.items():
+                notes.append(f"{name}: {p} skipped, {why}.")
             if "SYNTHETIC" in note:
                 notes.append(f"{name}: Fashion-MNIST files absent, trained on synthetic data of the same shape.")
 
             # the correctness guard: same parameters, batches and eps; one thread
             steps = args.guard_steps or (20 if args.quick else w.guard_steps)
-            gpeers = [p for p in ("vaecore", "numpy", "torch") if p in peers]
+            gpeers = [p for p in ("vaecore", "numpy", "torch") if p in peers and p not in skipped]
             if len(gpeers) > 1:
                 log(f"{name}: correctness guard, {steps} steps of {', '.join(gpeers)} ...")
                 g = run_worker({"kind": "guard", "workload": name, "peers": gpeers, "batches": path, "steps": steps,
@@ -362,7 +382,7 @@ def main(argv=None):
             results["guard"][name] = g
 
             for n in args.threads:
-                results["runs"] += time_peers(name, n, peers, path, args, torch_ok, w)
+                results["runs"] += time_peers(name, n, peers, path, args, torch_ok, w, skipped)
 
     compiled = [r for r in results["runs"] if r["peer"] == "torch.compile" and r.get("ok")]
     if compiled:

@@ -1,4 +1,7 @@
-"""The four workloads of issue 5, their data, their batches and their FLOP counts.
+"""The workloads of the benchmark, their data, their batches and their FLOP counts.
+
+The four multilayer-perceptron workloads of issue 5 (``Workload``) and the
+convolutional VAE of the layer-API issue (``ConvWorkload``, ``conv``).
 
 A workload fixes everything every peer must share: the architecture, the
 activation, the likelihood, beta, the batch size, the data and the order of the
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Workload", "WORKLOADS", "load_data", "epoch_batches", "flops_per_step", "linear_layers"]
+__all__ = ["Workload", "ConvWorkload", "Layer", "WORKLOADS", "load_data", "epoch_batches", "flops_per_step",
+           "linear_layers", "param_layers", "num_params"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,63 @@ class Workload:
                 f"beta {self.beta:g}")
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One entry of a vaecore layer list: ``getattr(vaecore.layers, kind)(*args, stride=, padding=)``
+    (stride and padding only for the two convolutions)."""
+    kind: str                  # Conv2d, ConvTranspose2d, Linear, ReLU, Flatten or Reshape
+    args: tuple = ()           # out channels and kernel size; out width; or the (C, H, W) of a Reshape
+    stride: int = 1
+    padding: int = 0
+
+    def __str__(self):
+        if self.kind in ("Conv2d", "ConvTranspose2d"):
+            return f"{self.kind}({self.args[0]}, {self.args[1]}, stride={self.stride}, padding={self.padding})"
+        return f"{self.kind}({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class ConvWorkload:
+    """A VAE built from layer lists (vaecore.layers): the encoder's flattened output feeds the
+    two linear heads mu and logvar; the decoder maps z (B, K) back to logits of input_shape."""
+    name: str
+    input_shape: tuple         # (C, H, W)
+    encoder: tuple             # Layer, ...
+    decoder: tuple             # Layer, ...
+    latent_dim: int            # K
+    likelihood: str            # "bernoulli" (logits)
+    batch: int                 # B
+    beta: float                # weight of the KL term
+    data: str                  # "fashion"
+    guard_steps: int           # steps of the correctness guard (full run)
+    activation: str = "relu"   # of every hidden layer (the report's column)
+
+    @property
+    def input_dim(self):
+        """D = C * H * W: the width of a flattened example (the batches are (B, D))."""
+        C, H, W = self.input_shape
+        return C * H * W
+
+    @property
+    def arch(self):
+        """'1x28x28-c32-c64-256-20': input, encoder (c: a convolution's channels), latent."""
+        parts = ["x".join(map(str, self.input_shape))]
+        parts += [f"c{l.args[0]}" if l.kind == "Conv2d" else str(l.args[0]) for l in self.encoder
+                  if l.kind in ("Conv2d", "Linear")]
+        return "-".join(parts + [str(self.latent_dim)])
+
+    def describe(self):
+        return (f"{self.arch} (4x4 stride-2 convolutions, transposed in the decoder), {self.activation}, "
+                f"{self.likelihood}, batch {self.batch}, beta {self.beta:g}")
+
+
+# the convolutional VAE of the layer-API issue, exactly as the issue constructs it
+CONV_ENCODER = (Layer("Conv2d", (32, 4), 2, 1), Layer("ReLU"), Layer("Conv2d", (64, 4), 2, 1), Layer("ReLU"),
+                Layer("Flatten"), Layer("Linear", (256,)), Layer("ReLU"))
+CONV_DECODER = (Layer("Linear", (256,)), Layer("ReLU"), Layer("Linear", (3136,)), Layer("ReLU"),
+                Layer("Reshape", (64, 7, 7)), Layer("ConvTranspose2d", (32, 4), 2, 1), Layer("ReLU"),
+                Layer("ConvTranspose2d", (1, 4), 2, 1))
+
 WORKLOADS = {
     w.name: w for w in (
         # the spiral experiment of the README (python -m vaecore spirals)
@@ -57,6 +118,8 @@ WORKLOADS = {
         Workload("fashion", 784, (400,), 20, "relu", "bernoulli", 128, 1.0, "fashion", 200),
         # wide layers to exercise the matrix kernels at full size (Fashion-MNIST data)
         Workload("wide", 784, (1024, 1024), 64, "relu", "bernoulli", 256, 1.0, "fashion", 60),
+        # a convolutional VAE on Fashion-MNIST through vaecore's layer API
+        ConvWorkload("conv", (1, 28, 28), CONV_ENCODER, CONV_DECODER, 20, "bernoulli", 128, 1.0, "fashion", 60),
     )
 }
 
@@ -117,6 +180,73 @@ def linear_layers(w):
     return layers
 
 
+def param_layers(w):
+    """[(name, kind, in_shape, out_shape, W_shape, b_shape, needs_dinp)] for every layer with
+    parameters of a ConvWorkload, in vaecore's buffer order (its named_params), shapes per example.
+
+    name is ``enc.i`` / ``dec.i`` with i the index in the layer list, or ``enc.mu`` / ``enc.logvar``.
+    needs_dinp is False for the layer that reads the data x. Raises ValueError on a list whose
+    shapes do not chain (a Reshape to another size, a decoder that does not end at input_shape).
+    """
+    out = []
+
+    def walk(prefix, layers, shape, first_reads_x):
+        for i, l in enumerate(layers):
+            needs_dinp = not (first_reads_x and not out)
+            if l.kind == "Conv2d":
+                C, H, W = shape
+                O, k = l.args
+                Ho, Wo = (H + 2 * l.padding - k) // l.stride + 1, (W + 2 * l.padding - k) // l.stride + 1
+                new = (O, Ho, Wo)
+                out.append((f"{prefix}.{i}", l.kind, shape, new, (O, C, k, k), (O,), needs_dinp))
+            elif l.kind == "ConvTranspose2d":
+                C, H, W = shape
+                O, k = l.args
+                new = (O, (H - 1) * l.stride - 2 * l.padding + k, (W - 1) * l.stride - 2 * l.padding + k)
+                out.append((f"{prefix}.{i}", l.kind, shape, new, (C, O, k, k), (O,), needs_dinp))
+            elif l.kind == "Linear":
+                if len(shape) != 1:
+                    raise ValueError(f"{prefix}.{i}: Linear needs a flat input, got shape {shape} (add a Flatten)")
+                new = (l.args[0],)
+                out.append((f"{prefix}.{i}", l.kind, shape, new, (shape[0], l.args[0]), (l.args[0],), needs_dinp))
+            elif l.kind == "Flatten":
+                new = (int(np.prod(shape)),)
+            elif l.kind == "Reshape":
+                new = tuple(l.args)
+                if int(np.prod(new)) != int(np.prod(shape)):
+                    raise ValueError(f"{prefix}.{i}: Reshape{new} of an input of shape {shape}")
+            elif l.kind == "ReLU":
+                new = shape
+            else:
+                raise ValueError(f"{prefix}.{i}: unknown layer kind {l.kind!r}")
+            shape = new
+        return shape
+
+    h = walk("enc", w.encoder, tuple(w.input_shape), True)
+    flat = (int(np.prod(h)),)
+    for head in ("mu", "logvar"):
+        out.append((f"enc.{head}", "Linear", flat, (w.latent_dim,), (flat[0], w.latent_dim), (w.latent_dim,), True))
+    end = walk("dec", w.decoder, (w.latent_dim,), False)   # dec's first layer reads z, which needs its gradient
+    if tuple(end) != tuple(w.input_shape):
+        raise ValueError(f"the decoder ends at shape {end}, expected input_shape {tuple(w.input_shape)}")
+    return out
+
+
+def macs_per_example(layer):
+    """Multiply-adds of one layer's forward product for one example: those of its matrix product
+    in the im2col formulation (a convolution's zero padding included, as im2col multiplies it)."""
+    _, kind, in_shape, out_shape, W_shape, _, _ = layer
+    if kind == "Linear":
+        return W_shape[0] * W_shape[1]                                  # I * O
+    if kind == "Conv2d":
+        O, C, kh, kw = W_shape
+        return out_shape[1] * out_shape[2] * O * C * kh * kw           # every output pixel: C*kh*kw taps
+    if kind == "ConvTranspose2d":
+        C, O, kh, kw = W_shape
+        return in_shape[1] * in_shape[2] * C * O * kh * kw             # every input pixel scatters O*kh*kw
+    raise ValueError(f"no product in a {kind} layer")
+
+
 def flops_per_step(w):
     """Floating-point operations of one training step's matrix products.
 
@@ -124,7 +254,16 @@ def flops_per_step(w):
     layer's forward product, its dW = inp^T @ dout and its dinp = dout @ W^T
     (not for the layers that read x). Not counted: biases, activations, the
     sampling, the loss and Adam (all O(B*width) or O(P), a few per cent at most).
+
+    A ConvWorkload counts every layer with parameters the same way, 2*B*MACs for
+    the forward, dW and dinp products each (no dinp for the first encoder layer),
+    with MACs those of the im2col matrix product (``macs_per_example``): a
+    Conv2d's B*Ho*Wo x (C*kh*kw) x O product, a ConvTranspose2d's
+    B*H*W x C x (O*kh*kw) one. The zero padding's products are counted; the
+    reshapes, im2col and col2im copies are not.
     """
+    if isinstance(w, ConvWorkload):
+        return sum(2 * w.batch * macs_per_example(l) * (3 if l[6] else 2) for l in param_layers(w))
     total = 0
     for _, I, O, needs_dinp in linear_layers(w):
         total += 2 * w.batch * I * O * (3 if needs_dinp else 2)
@@ -133,4 +272,6 @@ def flops_per_step(w):
 
 def num_params(w):
     """P: weights and biases of every layer."""
+    if isinstance(w, ConvWorkload):
+        return sum(int(np.prod(l[4])) + int(np.prod(l[5])) for l in param_layers(w))
     return sum(I * O + O for _, I, O, _ in linear_layers(w))
