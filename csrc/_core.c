@@ -32,6 +32,8 @@
 
 static const char *ACT_NAMES[ACT_COUNT] = {"tanh", "relu", "leaky_relu", "sigmoid", "elu"};
 static const char *LIK_NAMES[LIK_COUNT] = {"gaussian", "bernoulli", "gaussian_learned"};
+/* ints after the kind in a layer tuple (vae.h's LayerSpec), by LAYER_* kind */
+static const int LAYER_NARGS[LAYER_KIND_COUNT] = {1, 7, 7, 1, 0, 3};
 
 typedef struct {
     PyObject_HEAD
@@ -240,6 +242,17 @@ static int parse_stack(PyObject *seq, LayerSpec *out, int *n, const char *name)
             return -1;
         }
         memset(&out[i], 0, sizeof out[i]);
+        long long kind = as_int(PyTuple_GET_ITEM(item, 0));
+        if (kind < 0 || kind >= LAYER_KIND_COUNT || k != 1 + LAYER_NARGS[kind]) {
+            if (kind >= 0 && kind < LAYER_KIND_COUNT)
+                PyErr_Format(PyExc_ValueError, "%s[%zd] of kind %lld must be a tuple of %d ints, got %R",
+                             name, i, kind, 1 + LAYER_NARGS[kind], item);
+            else
+                PyErr_Format(PyExc_ValueError, "%s[%zd] must start with a layer kind in [0, %d], got %R",
+                             name, i, LAYER_KIND_COUNT - 1, item);
+            Py_DECREF(fast);
+            return -1;
+        }
         for (Py_ssize_t j = 0; j < k; j++) {
             long long v = as_int(PyTuple_GET_ITEM(item, j));
             if (v < 0 || v > VAE_MAX_WIDTH) {
@@ -796,14 +809,13 @@ static int Model_set_rng_state(ModelObject *m, PyObject *value, void *Py_UNUSED(
 /* a stack's layer specs as a tuple of int tuples, as the constructor takes them */
 static PyObject *stack_specs(const LayerSpec *specs, int n)
 {
-    static const int nargs[LAYER_KIND_COUNT] = {1, 7, 7, 1, 0, 3};
     PyObject *out = PyTuple_New(n);
     for (int i = 0; out && i < n; i++) {
         int k = specs[i].kind;
-        PyObject *t = PyTuple_New(1 + nargs[k]);
+        PyObject *t = PyTuple_New(1 + LAYER_NARGS[k]);
         if (!t) { Py_CLEAR(out); break; }
         PyTuple_SET_ITEM(t, 0, PyLong_FromLong(k));
-        for (int j = 0; j < nargs[k]; j++) PyTuple_SET_ITEM(t, j + 1, PyLong_FromLong(specs[i].arg[j]));
+        for (int j = 0; j < LAYER_NARGS[k]; j++) PyTuple_SET_ITEM(t, j + 1, PyLong_FromLong(specs[i].arg[j]));
         PyTuple_SET_ITEM(out, i, t);
     }
     if (out && PyErr_Occurred()) Py_CLEAR(out);

@@ -1,7 +1,9 @@
 """Repeated calls leak nothing: reference counts, Python objects and memory stay flat (issue 4, item 2).
 
 Every public function of vaecore and vaecore._core is called many times on small inputs, on its success
-path and on its error paths; after a warm-up of 1,000 calls, three things are measured around the run:
+path and on its error paths (the low-level calls on an MLP, on a small convolutional model, so that the
+conv2d, conv_transpose2d, flatten and reshape paths run too, and on the learned-variance likelihood);
+after a warm-up of 1,000 calls, three things are measured around the run:
 
 - the reference count of every argument and of the model's own objects (params, optimizer state):
   exactly unchanged (a C function that forgets one Py_DECREF per call shows up at once);
@@ -15,9 +17,10 @@ path and on its error paths; after a warm-up of 1,000 calls, three things are me
 
 Counts: 100,000 calls for everything that reaches the C core directly; 10,000 for the Python functions
 that do NumPy work around it (log_likelihood, elbo, fit, data sets, metrics); 1,000 for file I/O (save,
-load, load_idx). The whole file runs in about 25 s. Under AddressSanitizer the 100,000-call cases run
-10,000 times: its allocator maps and poisons each large work buffer afresh (calls into the C core are
-~20x slower), and its live-byte count is exact, so 10,000 calls still show a leak of 7 bytes per call.
+load, load_idx). The whole file runs in about 35 s on an idle machine (10 s of it the conv model's calls).
+Under AddressSanitizer the 100,000-call cases run 10,000 times: its allocator maps and poisons each large
+work buffer afresh (calls into the C core are ~20x slower), and its live-byte count is exact, so 10,000
+calls still show a leak of 7 bytes per call.
 """
 import ctypes
 import functools
@@ -81,7 +84,29 @@ def world():
     W.fortran = np.asfortranarray(rng.random((16, 4)))
     W.ints = rng.integers(0, 2, (16, 4))
     W.s1, W.s2 = np.zeros(W.m.num_params), np.zeros(W.m.num_params)
-    W.step = (0.5, W.eps, 1, 1e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, 0, W.s1, W.s2)
+    W.t = np.zeros(1, np.int64)                  # the step counter the C step advances
+    W.step = (0.5, W.eps, 1, 1e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, W.t, W.s1, W.s2)
+    W.fresh1, W.fresh2 = np.zeros(W.m.num_params), np.zeros(W.m.num_params)   # never stepped: stay zero
+    W.t_in_state = W.fresh1[:1].view(np.int64)   # a count of 0 inside an optimizer state
+    W.t_neg, W.t32 = np.full(1, -1, np.int64), np.zeros(1, np.int32)
+    W.bern16 = np.full((3, 4), 16, np.float32)   # Bernoulli targets on a 0..16 scale
+    W.bern_neg = np.full((3, 4), -0.5, np.float32)
+    # the low-level constructor's arguments: the MLP 4 -> 8 -> 2 -> 8 -> 4 and a small convolutional model
+    W.mlp = ((4,), 2, [(0, 8), (3, 0)], [(0, 8), (3, 0), (0, 4)])
+    W.conv = ((1, 6, 6), 2, [(1, 2, 3, 3, 1, 1, 1, 1), (3, 1), (4,)], [(0, 72), (5, 2, 6, 6), (2, 1, 3, 3, 1, 1, 1, 1)])
+    W.cm = _core.Model(*W.conv, "bernoulli", True, "float32", 0)
+    W.cm.params[...] = rng.normal(size=W.cm.num_params) * 0.1
+    W.cx = rng.random((5, 36)).astype(np.float32)
+    W.ceps, W.cz = rng.normal(size=(5, 2)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+    W.cs1, W.cs2 = np.zeros(W.cm.num_params, np.float32), np.zeros(W.cm.num_params, np.float32)
+    W.ct = np.zeros(1, np.int64)
+    # its own model for the step whose update overflows float32 (lr 1e300): refused, it never changes
+    W.ov = _core.Model(*W.mlp, "gaussian", True, "float32", 0)
+    W.ov.params[...] = rng.normal(size=W.ov.num_params)
+    W.eps32, W.ovt = W.eps.astype(np.float32), np.zeros(1, np.int64)
+    W.gl = _core.Model(*W.mlp, "gaussian_learned", True, "float64", 0)
+    W.gl.params[...] = rng.normal(size=W.gl.num_params) * 0.1
+    W.gs1, W.gs2, W.gt = np.zeros(W.gl.num_params), np.zeros(W.gl.num_params), np.zeros(1, np.int64)
     W.state = W.m.rng_state
     W.a, W.b = rng.random((5, 7)), rng.random((7, 3))
     W.latents, W.factors = rng.random((60, 2)), rng.integers(0, 3, (60, 2))
@@ -129,7 +154,32 @@ CASES = {
     "core.train_step/aliased state": (MANY, ValueError,
                                       lambda W: (W.core.train_step, (W.x, *W.step[:-1], W.s1))),
     "core.train_step/bad kind": (MANY, ValueError, lambda W: (W.core.train_step, (W.x, *W.step[:2], 9, *W.step[3:]))),
+    "core.train_step/update overflows": (MANY, FloatingPointError,
+                                         lambda W: (W.ov.train_step, (W.x32, 0.5, W.eps32, 0, 1e300, 0.0, 0.0, 1.0,
+                                                                      0.0, 0.0, W.ovt, None, None))),
+    "core.train_step/t not an array": (MANY, TypeError, lambda W: (W.core.train_step, (W.x, *W.step[:-3], 0,
+                                                                                       *W.step[-2:]))),
+    "core.train_step/t int32": (MANY, TypeError, lambda W: (W.core.train_step, (W.x, *W.step[:-3], W.t32,
+                                                                                *W.step[-2:]))),
+    "core.train_step/t negative": (MANY, ValueError, lambda W: (W.core.train_step, (W.x, *W.step[:-3], W.t_neg,
+                                                                                    *W.step[-2:]))),
+    "core.train_step/t aliased": (MANY, ValueError, lambda W: (W.core.train_step, (W.x, *W.step[:-3], W.t_in_state,
+                                                                                   W.fresh1, W.fresh2))),
+    "core.train_step/gaussian_learned": (MANY, None, lambda W: (W.gl.train_step, (
+        W.x, 0.5, W.eps, 1, 1e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, W.gt, W.gs1, W.gs2))),
+    "core.loss/bernoulli scale": (MANY, ValueError, lambda W: (W.aecore.loss, (W.bern16, 0.5, None))),
+    "core.loss/bernoulli negative": (MANY, ValueError, lambda W: (W.aecore.loss, (W.bern_neg, 0.5, None))),
+    # the convolutional paths (conv2d, conv_transpose2d, flatten, reshape)
+    "core.encode/conv": (MANY, None, lambda W: (W.cm.encode, (W.cx,))),
+    "core.decode/conv": (MANY, None, lambda W: (W.cm.decode, (W.cz,))),
+    "core.loss_and_grad/conv": (MANY, None, lambda W: (W.cm.loss_and_grad, (W.cx, 0.5, W.ceps))),
+    "core.train_step/conv": (MANY, None, lambda W: (W.cm.train_step, (
+        W.cx, 0.5, None, 1, 1e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, W.ct, W.cs1, W.cs2))),
+    "core.layout/conv": (MANY, None, lambda W: (W.cm.layout, ())),
+    "core.config/conv": (MANY, None, lambda W: (lambda: W.cm.config, ())),
     "core.normal": (MANY, None, lambda W: (W.core.normal, (3,))),
+    "core.normal/none": (MANY, None, lambda W: (W.core.normal, (0,))),
+    "core.normal/negative": (MANY, ValueError, lambda W: (W.core.normal, (-1,))),
     "core.normal/seeded": (MANY, None, lambda W: (W.core.normal, (3, 7))),
     "core.normal/bad seed": (MANY, ValueError, lambda W: (W.core.normal, (3, -1))),
     "core.normal/too many": (MANY, ValueError, lambda W: (W.core.normal, (2**62,))),
@@ -142,15 +192,28 @@ CASES = {
     "core.rng_state=": (MANY, None, lambda W: (_setter(W.core, "rng_state", W.state), ())),
     "core.rng_state=/zero": (MANY, ValueError, lambda W: (_setter(W.core, "rng_state", (0, 0, 0, 0)), ())),
     "core.rng_state=/bad": (MANY, ValueError, lambda W: (_setter(W.core, "rng_state", (1, "a", 2, 3)), ())),
-    "core.Model": (MANY, None, lambda W: (_core.Model, (4, 2, (8,), (8,), "tanh", "gaussian", True, "float32", 1))),
-    "core.Model/bad activation": (MANY, ValueError,
-                                  lambda W: (_core.Model, (4, 2, (8,), (8,), "x", "gaussian", True, "float32", 1))),
-    "core.Model/bad widths": (MANY, ValueError,
-                              lambda W: (_core.Model, (4, 2, (8, 0), (8,), "tanh", "gaussian", True, "float32", 1))),
-    "core.Model/bad seed": (MANY, ValueError,
-                            lambda W: (_core.Model, (4, 2, (8,), (8,), "tanh", "gaussian", True, "float32", -1))),
+    "core.Model": (MANY, None, lambda W: (_core.Model, (*W.mlp, "gaussian", True, "float32", 1))),
+    "core.Model/conv": (MANY, None, lambda W: (_core.Model, (*W.conv, "bernoulli", True, "float32", 0))),
+    "core.Model/gaussian_learned": (MANY, None, lambda W: (_core.Model, (*W.mlp, "gaussian_learned", False,
+                                                                         "float64", 1))),
+    "core.Model/bad likelihood": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp, "x", True, "float32", 1))),
+    "core.Model/bad dtype": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp, "gaussian", True, "int8", 1))),
+    "core.Model/bad input_shape": (MANY, ValueError, lambda W: (_core.Model, ((4, 4), *W.mlp[1:], "gaussian", True,
+                                                                              "float32", 1))),
+    "core.Model/bad layer tuple": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp[:2], [(0, 8), (3, "a")],
+                                                                              W.mlp[3], "gaussian", True,
+                                                                              "float32", 1))),
+    "core.Model/not a stack": (MANY, TypeError, lambda W: (_core.Model, (*W.mlp[:3], 5, "gaussian", True,
+                                                                         "float32", 1))),
+    "core.Model/too many layers": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp[:2], [(3, 0)] * 73, W.mlp[3],
+                                                                              "gaussian", True, "float32", 1))),
+    "core.Model/bad widths": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp[:2], [(0, 8), (0, 0)], W.mlp[3],
+                                                                         "gaussian", True, "float32", 1))),
+    "core.Model/does not fit": (MANY, ValueError, lambda W: (_core.Model, (*W.conv[:3], [(0, 72), (5, 2, 6, 6)],
+                                                                           "bernoulli", True, "float32", 0))),
+    "core.Model/bad seed": (MANY, ValueError, lambda W: (_core.Model, (*W.mlp, "gaussian", True, "float32", -1))),
     "core.Model/too big": (MANY, (MemoryError, ValueError),
-                           lambda W: (_core.Model, (2**24, 2**24, (2**24,), (), "tanh", "gaussian", True,
+                           lambda W: (_core.Model, ((2**24,), 2**24, [(0, 2**24)], [(0, 2**24)], "gaussian", True,
                                                     "float32", 1))),
     "core.matmul": (MANY, None, lambda W: (_core.matmul, (W.a, W.b))),
     "core.matmul/bad": (MANY, ValueError, lambda W: (_core.matmul, (W.a, W.a))),
@@ -200,7 +263,8 @@ CASES = {
     "datasets.bad": (SOME, ValueError, lambda W: (datasets.two_spirals, (1,))),
     "datasets.load_idx": (FEW, None, lambda W: (datasets.load_idx, (W.idx,))),
     "datasets.load_idx/bad": (FEW, ValueError, lambda W: (datasets.load_idx, (W.junk,))),
-    "datasets.fashion_mnist/missing": (FEW, FileNotFoundError, lambda W: (datasets.fashion_mnist, ("train", W.dir))),
+    "datasets.fashion_mnist/missing": (FEW, FileNotFoundError,
+                                       lambda W: (functools.partial(datasets.fashion_mnist, "train", path=W.dir), ())),
     "metrics.mutual_information": (SOME, None, lambda W: (metrics.mutual_information, (W.latents, W.factors))),
     "metrics.mig": (SOME, None, lambda W: (metrics.mig, (W.latents, W.factors))),
     "metrics.mig/bad": (SOME, TypeError, lambda W: (metrics.mig, (W.latents, W.latents))),
@@ -223,7 +287,8 @@ def repeat(fn, args, exc, n):
 
 def watched(W, args):
     objs = [a for a in args if not isinstance(a, (bool, int, float, str, type(None)))]
-    return objs + [W.m, W.core, W.core.params, W.opt, W.opt.m, W.opt.v, W.ae, W.sgd.buf, W.x, W.eps, W.s1]
+    return objs + [W.m, W.core, W.core.params, W.opt, W.opt.m, W.opt.v, W.opt._t, W.ae, W.sgd.buf, W.x, W.eps,
+                   W.s1, W.t, W.cm, W.cm.params]
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -2,6 +2,7 @@
 bad input, save/load. Gradients and the NumPy reference are in test_gradients.py."""
 import math
 import pickle
+import re
 import sys
 
 import numpy as np
@@ -342,17 +343,31 @@ def test_impossibly_large_model_is_an_error_not_a_crash():
         vaecore.VAE(2**40, 2)
 
 
+def not_finite(row, col, value):
+    """The message of a NaN or Inf in x at (row, col): the C core's form, or the older one that the Python
+    checks (VAE._bernoulli_check, used by fit, log_likelihood and elbo) still print until they are aligned
+    with it (issue "first hour", item 1); then only the first alternative should remain."""
+    return (rf"x must be finite(: row {row}, column {col} has {value}$"
+            rf"|, got NaN or Inf at \[{row}, {col}\]$)")
+
+
+def outside_unit(row, col, value, advice):
+    """The message of a Bernoulli target outside [0, 1] at (row, col), in either form (as not_finite)."""
+    return (rf"x must lie in \[0, 1\] for the bernoulli likelihood(: row {row}, column {col} has {value} "
+            rf"\({advice}, or use likelihood='gaussian'\)$|, got a value outside at \[{row}, {col}\]$)")
+
+
 @pytest.mark.parametrize("x, exc, match", [
     (np.zeros((3,)), ValueError, r"x must be 2-D of shape \(n, 4\), got shape \(3,\)"),
     (np.zeros((3, 5)), ValueError, r"x must have shape \(n, 4\), got \(3, 5\)"),
     (np.zeros((0, 4)), ValueError, "at least one row"),
-    (np.full((2, 4), np.nan), ValueError, r"x must be finite, got NaN or Inf at \[0, 0\]"),
-    (np.array([[0, 1, 2, np.inf]]), ValueError, r"x must be finite.*\[0, 3\]"),
+    (np.full((2, 4), np.nan), ValueError, not_finite(0, 0, "nan")),
+    (np.array([[0, 1, 2, np.inf]]), ValueError, not_finite(0, 3, "inf")),
     (np.zeros((2, 4), dtype=complex), TypeError, "must hold real numbers"),
     (np.array([[object()] * 4]), TypeError, "must hold real numbers"),
     ("abc", TypeError, "must hold real numbers"),
     ([[1, 2], [3]], TypeError, "x must be an array of real numbers"),
-    (np.full((1, 4), 1e300), ValueError, "x must be finite"),  # overflows float32
+    (np.full((1, 4), 1e300), ValueError, not_finite(0, 0, "inf")),  # overflows float32
 ])
 def test_bad_x_everywhere(x, exc, match):
     m = small(dtype="float32")
@@ -379,10 +394,15 @@ def test_bad_eps_beta_targets_and_others():
     with pytest.raises(TypeError, match="beta must be a real number"):
         m.loss(x, beta="1")
     b = small(likelihood="bernoulli")
-    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\] for the bernoulli likelihood"):
+    row, col = np.argwhere(x * 2 > 1)[0]
+    top = repr(float((x * 2).max()))
+    with pytest.raises(ValueError, match=outside_unit(row, col, re.escape(repr(float(x[row, col] * 2))),
+                                                      rf"divide x by its maximum \({re.escape(top)} here\)")):
         b.loss(x * 2)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=outside_unit(row, col, ".*", ".*")):
         b.log_likelihood(x * 2)
+    with pytest.raises(ValueError, match=outside_unit(0, 0, r"-0\.5", r"rescale x into \[0, 1\]")):
+        b.train_step(np.full((2, 4), -0.5), vaecore.SGD(b, 0.1))
     with pytest.raises(ValueError, match=r"z must have shape \(n, 2\)"):
         m.decode(np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"logvar must have shape \(2, 2\)"):
@@ -427,6 +447,10 @@ def test_array_likes_are_converted():
     m.encode(np.broadcast_to(np.ones(4), (3, 4)))
 
 
+MLP = ((4,), 2, [(0, 8), (3, 0)], [(0, 8), (3, 0), (0, 4)])   # 4 -> 8 -> 2 -> 8 -> 4, tanh
+CONV = ((1, 6, 6), 2, [(1, 2, 3, 3, 1, 1, 1, 1), (3, 1), (4,)], [(0, 72), (5, 2, 6, 6), (2, 1, 3, 3, 1, 1, 1, 1)])
+
+
 def test_low_level_core_validates_itself():
     core = small(dtype="float64")._core
     x = data(4)
@@ -440,24 +464,167 @@ def test_low_level_core_validates_itself():
         core.encode([[1, 2, 3, 4]])
     with pytest.raises(TypeError, match="eps must be an array"):
         core.loss(x, 1.0, None)
+    # non-finite values and Bernoulli targets: the C core's own messages, naming row, column and value
+    with pytest.raises(ValueError, match=r"^x must be finite: row 1, column 3 has nan$"):
+        core.encode(np.where(np.arange(16).reshape(4, 4) == 7, np.nan, x))
+    with pytest.raises(ValueError, match=r"^eps must be finite: row 0, column 1 has -inf$"):
+        core.loss(x, 1.0, np.array([[0, -np.inf], [0, 0], [0, 0], [0, 0]]))
+    bern = small(dtype="float64", likelihood="bernoulli")._core
+    digits = np.array([[0, 1, 5, 16], [0, 0, 0, 0]], dtype=np.float64)
+    with pytest.raises(ValueError, match=re.escape(
+            "x must lie in [0, 1] for the bernoulli likelihood: row 0, column 2 has 5.0 (divide x by its maximum "
+            "(16.0 here), or use likelihood='gaussian')")):
+        bern.loss(digits, 1.0, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=re.escape(
+            "x must lie in [0, 1] for the bernoulli likelihood: row 1, column 0 has -0.25 (rescale x into [0, 1], "
+            "or use likelihood='gaussian')")):
+        bern.train_step(np.array([[0, 1, 0.5, 1], [-0.25, 0, 0, 0]]), 1.0, None, 0, 0.1, 0.0, 0.0, 1.0, 0.0, 0.0,
+                        np.zeros(1, np.int64), None, None)
+
     params = core.params
-    with pytest.raises(ValueError, match="must not share memory"):
-        core.train_step(x, 1.0, None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 0, params, np.zeros_like(params))
     state = np.zeros_like(params)
+
+    def step(s1, s2, t="fresh", kind=1):
+        t = np.zeros(1, np.int64) if isinstance(t, str) and t == "fresh" else t
+        return core.train_step(x, 1.0, None, kind, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, t, s1, s2)
+    with pytest.raises(ValueError, match="must not share memory"):
+        step(params, np.zeros_like(params))
     with pytest.raises(ValueError, match="s1 and s2 must not share memory"):
-        core.train_step(x, 1.0, None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 0, state, state)
+        step(state, state)
     ro = np.zeros_like(params)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
-        core.train_step(x, 1.0, None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 0, ro, state)
+        step(ro, state)
     with pytest.raises(ValueError, match="kind must be 0"):
-        core.train_step(x, 1.0, None, 7, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 0, state, state.copy())
+        step(state, state.copy(), kind=7)
+    # the step counter t: a writeable int64 array of shape (1,) that the step advances, apart from the buffers
+    t_type = r"t must be a writeable numpy int64 array of shape \(1,\) \(the step count\), got "
+    readonly_t = np.zeros(1, np.int64)
+    readonly_t.flags.writeable = False
+    for bad, got in [(0, "int"), (None, "NoneType"), ([0], "list"), (np.zeros(1, np.int32), "numpy.ndarray"),
+                     (np.zeros(1), "numpy.ndarray"), (np.zeros((1, 1), np.int64), "numpy.ndarray"),
+                     (np.zeros(2, np.int64), "numpy.ndarray"), (np.array(0, np.int64), "numpy.ndarray"),
+                     (np.zeros(1, ">i8"), "numpy.ndarray"), (readonly_t, "numpy.ndarray")]:
+        with pytest.raises(TypeError, match=t_type + got):
+            step(state, state.copy(), bad)
+    for value in (-1, 2**63 - 1):
+        with pytest.raises(ValueError, match=re.escape(f"t must be in [0, 2**63 - 2] (the step advances it by one), "
+                                                       f"got {value}")):
+            step(state, state.copy(), np.array([value]))
+    s1, s2 = np.zeros_like(params), np.zeros_like(params)
+    with pytest.raises(ValueError, match="t must not share memory with the parameters or optimizer state"):
+        step(s1, s2, s2[:1].view(np.int64))
+    assert not s1.any() and not s2.any()
+    before, t = params.copy(), np.array([41])
+    step(s1, s2, t)
+    assert t[0] == 42 and not np.array_equal(params, before) and s1.any()
+    with pytest.raises(FloatingPointError, match="the update would leave NaN or Inf"):
+        core.train_step(x, 1.0, None, 0, 1.7e308, 0.0, 0.0, 1.0, 0.0, 0.0, t, None, None)
+    assert t[0] == 42   # a refused step does not count
+
+    assert core.normal(0).shape == (0, 2) and core.normal(0, 5).shape == (0, 2)
+    with pytest.raises(ValueError, match="n must be an int >= 0, got -1"):
+        core.normal(-1)
     with pytest.raises(ValueError, match="rng_state must not be all zero"):
         core.rng_state = (0, 0, 0, 0)
-    with pytest.raises(ValueError, match="activation must be one of 'tanh'"):
-        _core.Model(2, 2, (), (), "swish", "gaussian", True, "float32", 0)
-    with pytest.raises(ValueError, match="dtype must be"):
-        _core.Model(2, 2, (), (), "tanh", "gaussian", True, "int8", 0)
+
+
+def test_low_level_constructor_refuses_bad_configurations():
+    def build(shape=MLP[0], K=MLP[1], enc=MLP[2], dec=MLP[3], lik="gaussian", dtype="float32", seed=0):
+        return _core.Model(shape, K, enc, dec, lik, True, dtype, seed)
+    assert build().num_params == 136
+    with pytest.raises(ValueError, match="likelihood must be one of 'gaussian', 'bernoulli', 'gaussian_learned', "
+                                         "got 'poisson'"):
+        build(lik="poisson")
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', got 'int8'"):
+        build(dtype="int8")
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\), got -1"):
+        build(seed=-1)
+    for shape in ((0,), (4, 4), [4], 4, (2**24 + 1,), (1.5,), (True,)):
+        with pytest.raises(ValueError, match=r"input_shape must be \(D,\) or \(C, H, W\) of positive ints"):
+            build(shape=shape)
+    with pytest.raises(ValueError, match="latent_dim must be in"):
+        build(K=0)
+    # malformed layer tuples: named by stack and index
+    with pytest.raises(ValueError, match=r"encoder\[1\] must be a tuple of 1 to 8 ints \(kind, args\.\.\.\), "
+                                         r"got \[3, 0\]"):
+        build(enc=[(0, 8), [3, 0]])
+    with pytest.raises(ValueError, match=r"decoder\[0\] must be a tuple of 1 to 8 ints"):
+        build(dec=[()])
+    for layer in [(0, -1), (0, 8.0), (0, True), (0, 2**24 + 1)]:
+        with pytest.raises(ValueError, match=re.escape(f"decoder[2] must hold ints in [0, {_core.MAX_WIDTH}], "
+                                                       f"got {layer!r}")):
+            build(dec=[(0, 8), (3, 0), layer])
+    # a tuple must hold exactly its kind's arguments: nothing is dropped or made up
+    for layer, msg in [((0, 8, 5), "of kind 0 must be a tuple of 2 ints, got (0, 8, 5)"),
+                       ((3,), "of kind 3 must be a tuple of 2 ints, got (3,)"),
+                       ((4, 1), "of kind 4 must be a tuple of 1 ints, got (4, 1)"),
+                       ((1, 2, 3, 3), "of kind 1 must be a tuple of 8 ints, got (1, 2, 3, 3)"),
+                       ((9,), "must start with a layer kind in [0, 5], got (9,)")]:
+        with pytest.raises(ValueError, match=re.escape("encoder[0] " + msg)):
+            build(enc=[layer])
+    with pytest.raises(TypeError, match="encoder must be a sequence of layer tuples, got int"):
+        build(enc=5)
+    with pytest.raises(ValueError, match=f"encoder may have at most {_core.MAX_LAYERS} layers, got "
+                                         f"{_core.MAX_LAYERS + 1}"):
+        build(enc=[(3, 0)] * (_core.MAX_LAYERS + 1))
+    # MAX_LAYERS activations are fine: the heads read x (4 -> 2, twice), then the decoder 2 -> 8 -> 4
+    assert build(enc=[(3, 0)] * _core.MAX_LAYERS).num_params == 2 * (4 * 2 + 2) + (2 * 8 + 8) + (8 * 4 + 4)
+    # well-formed tuples that do not fit: the C core's own check
+    for enc, dec in [([(0, 0)], MLP[3]),                        # a linear layer of width 0
+                     ([(3, 5)], MLP[3]),                        # no activation 5
+                     ([(4,)], MLP[3]),                          # flatten of a flat row
+                     ([(1, 2, 3, 3, 1, 1, 1, 1)], MLP[3]),      # a convolution of a flat row
+                     ([(5, 2, 2, 2)], MLP[3]),                  # reshape of 4 values into 8
+                     (MLP[2], [(0, 8), (3, 0), (0, 5)])]:       # a decoder that does not give back D = 4
+        with pytest.raises(ValueError, match="^Model: invalid model configuration$"):
+            build(enc=enc, dec=dec)
+    for enc, dec in [([(1, 2, 9, 9, 1, 1, 1, 1)], CONV[3]),     # a kernel larger than the padded image
+                     ([(1, 2, 3, 3, 0, 1, 0, 0)], CONV[3]),     # stride 0
+                     (CONV[2], [(0, 72), (5, 2, 6, 6)]),        # 2 channels out for 1 in
+                     (CONV[2], [(0, 36), (5, 1, 3, 12)])]:      # 36 values, but not the 1x6x6 image
+        with pytest.raises(ValueError, match="^Model: invalid model configuration$"):
+            build(CONV[0], 2, enc, dec)
+    assert build(CONV[0], 2, CONV[2], [(0, 36)]).config["decoder"] == ((0, 36),)   # a flat row of 36 is fine
+    with pytest.raises((MemoryError, ValueError)):
+        build((2**24,), 2**24, [(0, 2**24)], [(0, 2**24)])
+
+
+def test_low_level_layout_config_and_likelihoods():
+    # the C core names layers by their index in the stack (activations take an index but no parameters);
+    # vaecore.VAE renames the MLP's to enc.0, enc.1, dec.out (test_named_params_order_shapes_and_views)
+    mlp = _core.Model((5,), 3, [(0, 7), (3, 1), (0, 4), (3, 1)], [(0, 6), (3, 4), (0, 5)], "gaussian_learned",
+                      True, "float64", 0)
+    shapes = [("enc.0.W", (5, 7)), ("enc.0.b", (7,)), ("enc.2.W", (7, 4)), ("enc.2.b", (4,)),
+              ("enc.mu.W", (4, 3)), ("enc.mu.b", (3,)), ("enc.logvar.W", (4, 3)), ("enc.logvar.b", (3,)),
+              ("dec.0.W", (3, 6)), ("dec.0.b", (6,)), ("dec.2.W", (6, 5)), ("dec.2.b", (5,)), ("dec.logvar", (5,))]
+    offsets = np.cumsum([0] + [math.prod(s) for _, s in shapes])[:-1].tolist()
+    assert mlp.layout() == [(n, o, s) for (n, s), o in zip(shapes, offsets)]
+    assert mlp.num_params == mlp.params.size == sum(math.prod(s) for _, s in shapes)
+    assert mlp.config == {"input_shape": (5,), "latent_dim": 3, "encoder": ((0, 7), (3, 1), (0, 4), (3, 1)),
+                          "decoder": ((0, 6), (3, 4), (0, 5)), "likelihood": "gaussian_learned",
+                          "variational": True, "dtype": "float64"}
+    conv = _core.Model(*CONV, "bernoulli", False, "float32", 0)   # an AE: no enc.logvar
+    assert conv.layout() == [("enc.0.W", 0, (2, 1, 3, 3)), ("enc.0.b", 18, (2,)), ("enc.mu.W", 20, (72, 2)),
+                             ("enc.mu.b", 164, (2,)), ("dec.0.W", 166, (2, 72)), ("dec.0.b", 310, (72,)),
+                             ("dec.2.W", 382, (2, 1, 3, 3)), ("dec.2.b", 400, (1,))]
+    c = conv.config
+    assert c["input_shape"] == (1, 6, 6) and c["encoder"] == tuple(CONV[2]) and c["decoder"] == tuple(CONV[3])
+    again = _core.Model(c["input_shape"], c["latent_dim"], c["encoder"], c["decoder"], c["likelihood"],
+                        c["variational"], c["dtype"], 0)
+    assert again.config == c and again.layout() == conv.layout()
+    assert _core.LIKELIHOODS == ("gaussian", "bernoulli", "gaussian_learned")
+    assert _core.MAX_LAYERS >= 2 * _core.MAX_HIDDEN_LAYERS + 1   # the MLP form fits: linear + activation each
+    # the conv model runs end to end on images flattened to rows of C*H*W = 36
+    conv.params[...] = np.random.default_rng(0).normal(size=conv.num_params) * 0.1
+    x = np.random.default_rng(1).random((3, 36)).astype(np.float32)
+    mu, none = conv.encode(x)
+    assert mu.shape == (3, 2) and none is None
+    probs = conv.decode(mu)
+    assert probs.shape == (3, 36) and (probs > 0).all() and (probs < 1).all()
+    t, before = np.zeros(1, np.int64), conv.params.copy()
+    conv.train_step(x, 1.0, None, 0, 0.1, 0.0, 0.0, 1.0, 0.0, 0.0, t, None, None)
+    assert t[0] == 1 and not np.array_equal(conv.params, before)
 
 
 def test_divergence_raises_and_changes_nothing():

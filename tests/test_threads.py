@@ -90,23 +90,29 @@ def test_concurrent_train_steps_are_serialised_exactly(dtype, omp_threads):
 
 
 def test_the_c_lock_alone_serialises_core_steps(omp_threads):
-    # Straight to vaecore._core, past the Python lock of VAE.train_step: SGD without momentum and with fixed
-    # noise makes every step the same function of the parameters, so any interleaving of whole steps gives
-    # the sequential result, and any torn step (two updates mixing) would not
+    # Straight to vaecore._core (VAE.train_step has no lock of its own: the model's C lock is the only one):
+    # SGD without momentum and with fixed noise makes every step the same function of the parameters, so any
+    # interleaving of whole steps gives the sequential result, and any torn step (two updates mixing) would
+    # not. The threads share one step counter, which each step advances inside the lock: a lost or doubled
+    # increment would show in its final count.
     N, M = 8, 25
     m = model("float64")
     core, x = m._core, DATA.copy()
     eps = np.random.default_rng(2).normal(size=(64, 3))
-    args = (x, 0.5, eps, 0, 1e-2, 0.0, 0.0, 1.0, 0.0, 0.0, 0, None, None)   # kind 0: SGD, no state
+    t = np.zeros(1, np.int64)
+
+    def args(t):   # kind 0: SGD, no state
+        return (x, 0.5, eps, 0, 1e-2, 0.0, 0.0, 1.0, 0.0, 0.0, t, None, None)
 
     def work(i):
         for _ in range(M):
-            core.train_step(*args)
+            core.train_step(*args(t))
     assert run_threads(work, N) == []
-    ref = model("float64")
+    ref, ref_t = model("float64"), np.zeros(1, np.int64)
     for _ in range(N * M):
-        ref._core.train_step(*args)
+        ref._core.train_step(*args(ref_t))
     assert core.params.tobytes() == ref._core.params.tobytes()
+    assert t[0] == ref_t[0] == N * M
 
 
 @pytest.mark.parametrize("cls", [vaecore.VAE, vaecore.AE])
