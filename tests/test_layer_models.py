@@ -206,3 +206,15 @@ def test_conv_training_is_bitwise_the_same_for_any_thread_count():
     finally:
         vaecore.set_num_threads(1)
     assert results[0] == results[1]
+
+
+def test_interpolate_takes_and_returns_images():
+    m = small()
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 5))
+    one = vaecore.interpolate(m, x[0], x[1], steps=4)
+    assert one.shape == (4, 2, 6, 5)
+    assert np.allclose(one[0], m.reconstruct(x[:1])[0]) and np.allclose(one[-1], m.reconstruct(x[1:2])[0])
+    assert vaecore.interpolate(m, x[:2], x[1:], steps=3).shape == (2, 3, 2, 6, 5)
+    assert np.array_equal(vaecore.interpolate(m, x[0].ravel(), x[1].ravel(), steps=4), one)
+    with pytest.raises(ValueError, match="x_a and x_b must both have shape"):
+        vaecore.interpolate(m, x[0], x[1, :1], steps=4)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_int
+
 __all__ = ["interpolate"]
 
 
@@ -27,7 +29,7 @@ def interpolate(model, x_a, x_b, steps=10):
     ----------
     model : VAE or AE
         Anything with ``encode(x) -> (mu, logvar)`` and ``decode(z)``.
-    x_a, x_b : array_like, shape (D,) or (n, D)
+    x_a, x_b : array_like, shape (D,) or (n, D); for an image model also (C, H, W) or (n, C, H, W)
         Start and end: one example each, or two batches of n examples
         (row i of x_a is joined to row i of x_b). Same shape.
     steps : int, default 10
@@ -35,7 +37,7 @@ def interpolate(model, x_a, x_b, steps=10):
 
     Returns
     -------
-    ndarray, shape (steps, D) for single examples, (n, steps, D) for batches
+    ndarray, shape (steps, *input_shape) for single examples, (n, steps, *input_shape) for batches
         The decoded points, in the model's dtype.
 
     Raises
@@ -56,25 +58,24 @@ def interpolate(model, x_a, x_b, steps=10):
     >>> vaecore.interpolate(m, X[:3], X[3:6], steps=5).shape
     (3, 5, 2)
     """
-    # the int check is written out here; it belongs with the other argument checks in vaecore/_checks.py
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__} ({steps!r})")
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2 (the path includes both ends), got {steps}")
+    steps = check_int(steps, "steps", low=2)   # the path includes both ends
     a, b = np.asarray(x_a), np.asarray(x_b)
-    if a.ndim not in (1, 2) or a.shape != b.shape:
+    example = tuple(getattr(model, "input_shape", ())) or a.shape[-1:]   # (D,) or (C, H, W)
+    single = a.ndim in (1, len(example)) and a.shape in (example, (int(np.prod(example)),))
+    if not single and not (a.ndim == 2 or (a.ndim == len(example) + 1 and a.shape[1:] == example)):
+        single = None
+    if single is None or a.shape != b.shape:
         raise ValueError(
             "x_a and x_b must both have shape (D,) (one example each) or (n, D) (a batch each), "
-            f"the same for both, got shapes {a.shape} and {b.shape}"
+            f"or an image model's (C, H, W) and (n, C, H, W), the same for both, got shapes {a.shape} and {b.shape}"
         )
-    single = a.ndim == 1
     if single:
-        a, b = a[None, :], b[None, :]  # (1, D)
+        a, b = a.reshape(1, -1), b.reshape(1, -1)  # (1, D)
     n = a.shape[0]
     mu_a = model.encode(a)[0]  # (n, K)
     mu_b = model.encode(b)[0]  # (n, K)
     w = np.linspace(0.0, 1.0, int(steps)).astype(mu_a.dtype)[None, :, None]  # (1, steps, 1)
     z = (1 - w) * mu_a[:, None, :] + w * mu_b[:, None, :]  # (n, steps, K)
-    x = model.decode(z.reshape(n * int(steps), -1))  # (n * steps, D)
-    x = x.reshape(n, int(steps), -1)  # (n, steps, D)
+    x = model.decode(z.reshape(n * steps, -1))  # (n * steps, *input_shape)
+    x = x.reshape(n, steps, *x.shape[1:])  # (n, steps, *input_shape)
     return x[0] if single else x
