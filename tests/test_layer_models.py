@@ -218,3 +218,94 @@ def test_interpolate_takes_and_returns_images():
     assert np.array_equal(vaecore.interpolate(m, x[0].ravel(), x[1].ravel(), steps=4), one)
     with pytest.raises(ValueError, match="x_a and x_b must both have shape"):
         vaecore.interpolate(m, x[0], x[1, :1], steps=4)
+
+
+# ---------------------------------------------------------------- fuzzing the layer form
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZES = st.one_of(st.integers(-1, 6), st.tuples(st.integers(0, 5), st.integers(0, 5)), st.sampled_from([2.0, None, True]))
+LAYER = st.one_of(
+    st.builds(lambda o: ("Linear", (o,)), st.integers(-1, 40)),
+    st.builds(lambda o, k, s, p: ("Conv2d", (o, k, s, p)), st.integers(-1, 5), SIZES, SIZES, SIZES),
+    st.builds(lambda o, k, s, p: ("ConvTranspose2d", (o, k, s, p)), st.integers(-1, 5), SIZES, SIZES, SIZES),
+    st.sampled_from([("ReLU", ()), ("Tanh", ()), ("ELU", ()), ("Sigmoid", ()), ("LeakyReLU", ()), ("Flatten", ())]),
+    st.builds(lambda c, h, w: ("Reshape", (c, h, w)), st.integers(0, 4), st.integers(0, 6), st.integers(0, 6)),
+)
+ALLOWED = (TypeError, ValueError, MemoryError)
+
+
+def build_layer(spec):
+    name, args = spec
+    return getattr(L, name)(*args)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from([(5,), (1, 6, 6), (2, 5, 4), (3, 1, 1)]), K=st.integers(1, 4),
+       enc=st.lists(LAYER, max_size=5), dec=st.lists(LAYER, max_size=5),
+       lik=st.sampled_from(["gaussian", "bernoulli", "gaussian_learned"]), variational=st.booleans())
+def test_any_layer_stack_builds_and_runs_or_is_refused(shape, K, enc, dec, lik, variational):
+    try:
+        enc_layers = [build_layer(s) for s in enc]
+        dec_layers = [build_layer(s) for s in dec]
+        cls = vaecore.VAE if variational else vaecore.AE
+        m = cls(input_shape=shape, latent_dim=K, encoder=enc_layers, decoder=dec_layers, likelihood=lik,
+                dtype="float64", seed=0)
+    except ALLOWED as e:
+        event(f"refused: {type(e).__name__}")
+        return
+    event("built")
+    x = np.random.default_rng(0).random((3, *shape))
+    (stats, grad) = m.loss_and_grad(x, beta=0.5, eps=np.zeros((3, K)) if variational else None)
+    assert np.isfinite(stats["loss"]) and grad.shape == (m.num_params,)
+    assert m.reconstruct(x).shape == (3, *shape) and m.sample(2, seed=0).shape == (2, *shape)
+    opt = vaecore.Adam(m)
+    try:
+        m.train_step(x, opt)
+    except FloatingPointError:
+        pass
+
+
+ACTS = st.sampled_from([L.ReLU(), L.Tanh(), L.ELU(), L.Sigmoid(), L.LeakyReLU()])
+SMALL_CONV = st.builds(lambda o, k, s, p: L.Conv2d(o, k, stride=s, padding=p), st.integers(1, 3), st.integers(1, 3),
+                       st.integers(1, 2), st.integers(0, 1))
+
+
+@st.composite
+def fitting_stacks(draw):
+    """Stacks that mostly fit: convs and activations, Flatten, Linear; a decoder ending in the data's shape."""
+    shape = draw(st.sampled_from([(1, 6, 6), (2, 5, 4), (3, 3, 3), (7,)]))
+    enc = []
+    if len(shape) == 3:
+        enc += draw(st.lists(st.one_of(SMALL_CONV, ACTS), max_size=4)) + [L.Flatten()]
+    enc += draw(st.lists(st.one_of(st.builds(L.Linear, st.integers(1, 9)), ACTS), max_size=3))
+    D = int(np.prod(shape))
+    dec = draw(st.lists(st.one_of(st.builds(L.Linear, st.integers(1, 9)), ACTS), max_size=3)) + [L.Linear(D)]
+    if len(shape) == 3 and draw(st.booleans()):
+        dec += [L.Reshape(*shape), draw(ACTS), L.Conv2d(shape[0], 3, padding=1)]
+    return shape, enc, dec
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks=fitting_stacks(), K=st.integers(1, 3), lik=st.sampled_from(["gaussian", "bernoulli", "gaussian_learned"]),
+       variational=st.booleans(), dtype=st.sampled_from(["float32", "float64"]))
+def test_fitting_stacks_train_and_round_trip(tmp_path_factory, stacks, K, lik, variational, dtype):
+    shape, enc, dec = stacks
+    cls = vaecore.VAE if variational else vaecore.AE
+    try:
+        m = cls(input_shape=shape, latent_dim=K, encoder=enc, decoder=dec, likelihood=lik, dtype=dtype, seed=0)
+    except ValueError as e:   # a conv that shrinks the image below its kernel: refused by name
+        assert "encoder[" in str(e)
+        event("refused")
+        return
+    event("built")
+    x = np.random.default_rng(0).random((4, *shape))
+    opt = vaecore.Adam(m)
+    before = m.params.copy()
+    stats = m.train_step(x, opt)
+    assert np.isfinite(stats["loss"]) and opt.t == 1 and not np.array_equal(before, m.params)
+    path = tmp_path_factory.mktemp("m") / "m.npz"
+    m.save(path, optimizer=opt)
+    m2, opt2 = cls.load(path, with_optimizer=True)
+    assert np.array_equal(m2.params, m.params) and m2.config == m.config
+    assert np.array_equal(m2.reconstruct(x), m.reconstruct(x))
