@@ -44,7 +44,7 @@ SAN_ENV    = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-
 
 sanitize: $(if $(wildcard $(VENV)/.installed),,install)
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
-	cp -r setup.py pyproject.toml README.md csrc vaecore tests $(wildcard bench) $(ASAN_DIR)/
+	cp -r setup.py pyproject.toml README.md csrc vaecore tests docs $(wildcard bench) $(ASAN_DIR)/
 	rm -f $(ASAN_DIR)/vaecore/*.so && find $(ASAN_DIR) -name __pycache__ -prune -exec rm -rf {} +
 	cd $(ASAN_DIR) && CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
 		$(CURDIR)/$(PY) setup.py --quiet build_ext --inplace
