@@ -309,3 +309,20 @@ def test_fitting_stacks_train_and_round_trip(tmp_path_factory, stacks, K, lik, v
     m2, opt2 = cls.load(path, with_optimizer=True)
     assert np.array_equal(m2.params, m.params) and m2.config == m.config
     assert np.array_equal(m2.reconstruct(x), m.reconstruct(x))
+
+
+def test_files_written_by_version_0_1_0_still_load():
+    # tests/data/v0_1_0_*.npz were written by vaecore 0.1.0 (commit fd7ba34, before the layer catalogue):
+    # a float64 elu VAE with its Adam state after 2 epochs on 200 spiral points, and a bernoulli AE
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    m, opt = vaecore.VAE.load(data / "v0_1_0_vae.npz", with_optimizer=True)
+    assert m.config == {"input_dim": 2, "latent_dim": 2, "hidden": (8, 6), "decoder_hidden": (6, 8),
+                        "activation": "elu", "likelihood": "gaussian", "dtype": "float64", "seed": 3}
+    assert opt.t == 8 and isinstance(opt, vaecore.Adam) and opt.lr == 1e-2
+    X, _, _ = vaecore.datasets.two_spirals(n=200, seed=0)
+    # the same model computes what 0.1.0 computed (elu now keeps its accuracy near 0: a few ulp apart)
+    assert np.allclose(m.reconstruct(X[:5]), np.load(data / "v0_1_0_vae_reconstruct.npy"), rtol=1e-13, atol=1e-15)
+    ae = vaecore.AE.load(data / "v0_1_0_ae.npz")
+    assert type(ae) is vaecore.AE and ae.input_dim == 4 and ae.likelihood == "bernoulli"
