@@ -26,9 +26,11 @@ import ctypes
 import functools
 import gc
 import os
+import pickle
 import sys
 import tempfile
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -237,7 +239,8 @@ CASES = {
     "VAE.train_step/diverges": (MANY, FloatingPointError, lambda W: (W.m.train_step, (W.huge, W.opt))),
     "AE.train_step": (MANY, None, lambda W: (W.ae.train_step, (W.x32, W.sgd))),
     "VAE.sample": (MANY, None, lambda W: (W.m.sample, (5,))),
-    "VAE.sample/bad": (MANY, ValueError, lambda W: (W.m.sample, (0,))),
+    "VAE.sample/bad": (MANY, ValueError, lambda W: (W.m.sample, (-1,))),
+    "VAE.sample/empty": (MANY, None, lambda W: (W.m.sample, (0,))),
     "VAE.reconstruct": (MANY, None, lambda W: (W.m.reconstruct, (W.x,))),
     "VAE.named_params": (MANY, None, lambda W: (W.m.named_params, ())),
     "VAE.config": (MANY, None, lambda W: (lambda: W.m.config, ())),
@@ -249,8 +252,12 @@ CASES = {
     "SGD/bad": (MANY, ValueError, lambda W: (vaecore.SGD, (W.m, -1.0))),
     "VAE.log_likelihood": (SOME, None, lambda W: (W.m.log_likelihood, (W.x, 5, 1))),
     "VAE.elbo": (SOME, None, lambda W: (W.m.elbo, (W.x, 2, 1))),
-    "fit": (SOME, None, lambda W: (functools.partial(vaecore.fit, W.m, W.x, epochs=1, batch_size=8, progress=False,
+    "fit": (SOME, None, lambda W: (functools.partial(fit_quietly, W.m, W.x, epochs=1, batch_size=8, progress=False,
                                                      optimizer=W.opt), ())),
+    "fit/validation": (SOME, None, lambda W: (functools.partial(fit_quietly, W.m, W.x, epochs=1, batch_size=8,
+                                                                progress=False, optimizer=W.opt,
+                                                                validation_data=W.x[:5]), ())),
+    "pickle": (FEW, None, lambda W: (lambda: pickle.loads(pickle.dumps((W.m, W.opt))), ())),
     "fit/bad": (SOME, ValueError, lambda W: (functools.partial(vaecore.fit, W.m, W.nan, progress=False), ())),
     "VAE.save": (FEW, None, lambda W: (functools.partial(W.m.save, W.path, optimizer=W.opt), ())),
     "VAE.load": (FEW, None, lambda W: (functools.partial(vaecore.VAE.load, W.path, with_optimizer=True), ())),
@@ -269,6 +276,14 @@ CASES = {
     "metrics.mig": (SOME, None, lambda W: (metrics.mig, (W.latents, W.factors))),
     "metrics.mig/bad": (SOME, TypeError, lambda W: (metrics.mig, (W.latents, W.latents))),
 }
+
+
+def fit_quietly(*args, **kwargs):
+    """fit on W.x, whose 4 columns in [0, 1] are too narrow for an active latent unit: the collapse warning
+    (tests/test_fit_extras.py) is expected and kept out of the measurement."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "posterior collapse", UserWarning)
+        return vaecore.fit(*args, **kwargs)
 
 
 def repeat(fn, args, exc, n):

@@ -1,7 +1,6 @@
 """The VAE/AE Python API: shapes, layout, statistics of sampling, determinism,
 bad input, save/load. Gradients and the NumPy reference are in test_gradients.py."""
 import math
-import pickle
 import re
 import sys
 
@@ -407,8 +406,8 @@ def test_bad_eps_beta_targets_and_others():
         m.decode(np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"logvar must have shape \(2, 2\)"):
         m.reparameterize(np.zeros((2, 2)), np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        m.sample(0)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        m.sample(-1)
     with pytest.raises(ValueError, match="k must be >= 1"):
         m.log_likelihood(x, k=0)
     with pytest.raises(TypeError, match="opt must be a vaecore.Adam"):
@@ -685,7 +684,7 @@ def test_save_load_round_trip(tmp_path, cls):
     m2.train_step(x, opt2)
     assert m2.params.tobytes() == m.params.tobytes()
     m.save(path)  # overwrite, without optimizer
-    m3, none = vaecore.VAE.load(path, with_optimizer=True)
+    m3, none = cls.load(path, with_optimizer=True)
     assert none is None and m3.params.tobytes() == m.params.tobytes()
     assert not list(tmp_path.glob(".vaecore-*"))   # no temporary file left
 
@@ -730,9 +729,3 @@ def test_load_rejects_bad_files(tmp_path):
     np.savez(tmp_path / "newer.npz", **arrays)
     with pytest.raises(ValueError, match="format version 2"):
         vaecore.VAE.load(tmp_path / "newer.npz")
-
-
-def test_model_is_not_picklable_silently():
-    # the C object holds raw buffers; pickling must fail loudly, not half-work
-    with pytest.raises(Exception):
-        pickle.dumps(small())

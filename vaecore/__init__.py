@@ -14,12 +14,13 @@ holds the models' Python API, the training loop, data sets and plots.
 from . import datasets, layers, metrics
 from ._core import get_num_threads, set_num_threads
 from .latent import interpolate
-from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig
-from .train import History, fit
+from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig, load
+from .train import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "fit", "History", "interpolate", "datasets",
+__all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "History", "EarlyStopping",
+           "interpolate", "datasets",
            "layers", "metrics", "plot", "set_num_threads", "get_num_threads", "__version__"]
 
 

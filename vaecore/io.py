@@ -9,17 +9,22 @@ An archive holds the arrays a caller passes (``params``, the optimizer's
                (name, dtype, shape and bytes, in sorted name order)
 
 Files are written to a temporary file in the same folder and renamed into
-place, so an interrupted write leaves any earlier file intact. Reading checks
+place, so an interrupted write leaves any earlier file intact; the file's
+mode follows the umask, as for any file the process creates. A binary file
+object (``io.BytesIO``, ``open(path, "wb")``) takes the same archive,
+written at its position (no atomicity: that is the caller's). Reading checks
 the magic, the version and the checksum before anything is used.
 ``VAE.save``/``VAE.load`` and ``vaecore.fit``'s checkpoints both go through
 here. What goes into ``meta`` is theirs; this module only stores and checks it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -42,15 +47,65 @@ def _digest(meta_bytes, arrays):
     return h.hexdigest()
 
 
-def _atomic_savez(path, meta, arrays):
-    """Write meta (a JSON-able dict), arrays and their checksum to path, atomically."""
-    path = os.fsdecode(os.fspath(path))
+def _is_file(obj):
+    """True for a binary file object (something with read or write), which save/load take besides paths."""
+    return hasattr(obj, "write") or hasattr(obj, "read")
+
+
+def _name(file):
+    """How messages name a path or a file object."""
+    if _is_file(file):
+        return repr(getattr(file, "name", f"<{type(file).__name__} object>"))
+    return repr(os.fspath(file))
+
+
+def _check_binary(file, name="file"):
+    """A text-mode file object (open(..., "w"), io.StringIO) cannot hold an archive: TypeError."""
+    if isinstance(file, io.TextIOBase):
+        raise TypeError(f"{name} must be a path or a binary file object (opened with 'wb' or 'rb', or an "
+                        f"io.BytesIO), got a text-mode {type(file).__name__}")
+
+
+def _archive(meta, arrays):
+    """The arrays np.savez writes: the caller's, the JSON meta and the checksum of both."""
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     payload = dict(arrays)
     payload["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
     payload["checksum"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
+    return payload
+
+
+def _temp_file(folder):
+    """(fd, path) of a new, empty file in folder, created with mode 0o666 so the kernel applies the umask.
+
+    ``tempfile.mkstemp`` creates 0o600 files, which the rename would hand on to the model file; creating
+    the file with 0o666 lets the process's umask (and a folder's default ACL) decide, as ``open(path, "w")``
+    does, without reading the umask (``os.umask`` can only be read by setting it, a race with other threads).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".vaecore-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder!r}")
+
+
+def _atomic_savez(path, meta, arrays):
+    """Write meta (a JSON-able dict), arrays and their checksum to path, atomically.
+
+    ``path`` may also be a binary file object: the same archive is written into it at its current
+    position (atomicity is the caller's business then).
+    """
+    if _is_file(path):
+        _check_binary(path)
+        np.savez(path, **_archive(meta, arrays))
+        return
+    path = os.fsdecode(os.fspath(path))
+    payload = _archive(meta, arrays)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vaecore-", suffix=".tmp", dir=folder)
+    fd, tmp = _temp_file(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
@@ -75,31 +130,36 @@ def _checked_load(path):
     """(meta, arrays) of a file written by :func:`_atomic_savez`, or ValueError/FileNotFoundError."""
     import zipfile
 
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(f"no model file at {name!r}")
+    if _is_file(path):
+        _check_binary(path)
+        name, opened = _name(path), lambda: contextlib.nullcontext(path)   # the caller's file stays open
+    else:
+        name = repr(os.fspath(path))
+        if not os.path.exists(os.fspath(path)):
+            raise FileNotFoundError(f"no model file at {name}")
+        opened = lambda: open(os.fspath(path), "rb")   # noqa: E731
     try:
-        with open(name, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+        with opened() as fh, np.load(fh, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
-        raise ValueError(f"{name!r} is not a readable vaecore model file (truncated or foreign): {e}") from None
+        raise ValueError(f"{name} is not a readable vaecore model file (truncated or foreign): {e}") from None
     except Exception as e:  # zipfile's NotImplementedError, RuntimeError... on damaged headers
-        raise ValueError(f"{name!r} is not a readable vaecore model file (damaged): "
+        raise ValueError(f"{name} is not a readable vaecore model file (damaged): "
                          f"{type(e).__name__}: {e}") from None
     if "meta" not in arrays or "checksum" not in arrays:
-        raise ValueError(f"{name!r} is not a vaecore model file (no metadata)")
+        raise ValueError(f"{name} is not a vaecore model file (no metadata)")
     meta_bytes = arrays.pop("meta").tobytes()
     checksum = arrays.pop("checksum").tobytes().decode("ascii", "replace")
     try:
         meta = json.loads(meta_bytes)
     except ValueError:
-        raise ValueError(f"{name!r}: corrupted metadata") from None
+        raise ValueError(f"{name}: corrupted metadata") from None
     if not isinstance(meta, dict) or meta.get("magic") != _MAGIC:
-        raise ValueError(f"{name!r} is not a vaecore model file")
+        raise ValueError(f"{name} is not a vaecore model file")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{name!r} has format version {version!r}; this vaecore reads up to "
+        raise ValueError(f"{name} has format version {version!r}; this vaecore reads up to "
                          f"{FORMAT_VERSION}: upgrade vaecore")
     if _digest(meta_bytes, arrays) != checksum:
-        raise ValueError(f"{name!r} is corrupted: its checksum does not match its contents")
+        raise ValueError(f"{name} is corrupted: its checksum does not match its contents")
     return meta, arrays

@@ -34,10 +34,10 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _checked_load
+from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
-__all__ = ["VAE", "AE", "VAEConfig", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
+__all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
 
 _LOG_PI = math.log(math.pi)
 _LOG_2PI = math.log(2 * math.pi)
@@ -584,9 +584,13 @@ class VAE:
         Returns
         -------
         ndarray, shape (n, *input_shape)
+            ``n = 0`` gives an empty (0, *input_shape) array, as NumPy would.
         """
-        n = check_int(n, "n", high=_MAX_ROWS)
-        return self._shaped(self._core.decode(self._core.normal(n, check_seed(seed, high=SEED_MAX, allow_none=True))))
+        n = check_int(n, "n", low=0, high=_MAX_ROWS)
+        seed = check_seed(seed, high=SEED_MAX, allow_none=True)
+        if n == 0:   # the C decoder refuses 0 rows; nothing to draw, the generator stays where it is
+            return np.empty((0, *self.input_shape), dtype=self.dtype)
+        return self._shaped(self._core.decode(self._core.normal(n, seed)))
 
     def reconstruct(self, x):
         """decode(mu(x)): the reconstruction of x from its most likely code, shape (n, *input_shape)."""
@@ -706,15 +710,23 @@ class VAE:
 
         The file is a NumPy ``.npz`` archive holding the format version, the
         configuration, the parameters, the generator state, the optimizer's
-        state if given, and a SHA-256 checksum of all of it. It is written to a
-        temporary file and renamed into place, so an interrupted save leaves
-        any earlier file intact.
+        state if given, and a SHA-256 checksum of all of it. A path is written
+        to a temporary file and renamed into place, so an interrupted save
+        leaves any earlier file intact; the new file's mode follows the umask
+        (0o644 under the usual 022), as for any file the process creates.
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes, os.PathLike or binary file object
+            A file object (``io.BytesIO``, ``open(p, "wb")``) receives the same
+            archive at its current position; it is not closed, and the write
+            is not atomic.
         optimizer : Adam or SGD, optional
         """
+        if not _is_file(path) and not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, "
+                            f"got {type(path).__name__} {path!r}")
+        _check_binary(path, "path")
         _atomic_savez(path, *self._state(optimizer))
 
     def _state(self, optimizer=None):
@@ -732,11 +744,13 @@ class VAE:
 
     @classmethod
     def load(cls, path, *, with_optimizer=False):
-        """Read a model written by :meth:`save`.
+        """Read a model of this class written by :meth:`save` (``vaecore.load`` reads either class).
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes, os.PathLike or binary file object
+            A file object (``io.BytesIO``, ``open(p, "rb")``) is read from its
+            current position and not closed.
         with_optimizer : bool, default False
             Also return the saved optimizer (None if none was saved).
 
@@ -749,31 +763,36 @@ class VAE:
         FileNotFoundError
             If there is no such file.
         ValueError
-            If the file is truncated, corrupted, not a vaecore model, or of a
-            newer format version.
+            If the file is truncated, corrupted, not a vaecore model, of a
+            newer format version, or holds the other class (``AE.load`` of a
+            VAE's file and ``VAE.load`` of an AE's).
         """
-        meta, arrays = _checked_load(path)
-        kind = {"VAE": VAE, "AE": AE}.get(meta.get("class"))
-        if kind is None:
-            raise ValueError(f"{os.fspath(path)!r}: unknown model class {meta.get('class')!r}")
-        m = kind._from_config(meta["config"], path)
-        params = arrays["params"]
-        if params.shape != m.params.shape or params.dtype != m.params.dtype:
-            raise ValueError(f"{os.fspath(path)!r}: parameters of shape {params.shape} and dtype "
-                             f"{params.dtype} do not fit the configuration")
-        m.params[...] = params
-        m.rng_state = tuple(int(s) for s in meta["rng_state"])
-        if not with_optimizer:
-            return m
-        opt = None
-        if "optimizer" in meta:
-            opt = Optimizer._from_saved(m, meta["optimizer"],
-                                        {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
-        return m, opt
+        return _load(path, with_optimizer, cls)
 
+    # ------------------------------------------------------------ pickle and copy
+    _BUILT = ("_core", "_infos", "_cfg", "_names", "seed")   # what __init__ makes from the configuration
+
+    def __getstate__(self):
+        """The picklable state: configuration, parameters, generator state and any attribute set on the model.
+
+        The C object is not pickled: :meth:`__setstate__` rebuilds it from the
+        configuration, so ``pickle``, ``copy.deepcopy`` and multiprocessing
+        give a model that continues bitwise like this one.
+        """
+        extra = {k: v for k, v in self.__dict__.items() if k not in self._BUILT}
+        return {"config": self.config, "params": np.array(self.params), "rng_state": self.rng_state,
+                "extra": extra}
+
+    def __setstate__(self, state):
+        """Rebuild the model from :meth:`__getstate__`'s state (a new C object, the saved parameters)."""
+        fresh = type(self)._from_config(state["config"])
+        self.__dict__.update({k: fresh.__dict__[k] for k in self._BUILT})
+        self.params[...] = state["params"]
+        self.rng_state = state["rng_state"]
+        self.__dict__.update(state["extra"])
 
     @classmethod
-    def _from_config(cls, c, path="<config>"):
+    def _from_config(cls, c, path=None):
         """A new model of class cls from the dict :attr:`config` gave (both forms, files of any version)."""
         try:
             common = dict(likelihood=c["likelihood"], dtype=c["dtype"], seed=c["seed"])
@@ -786,7 +805,8 @@ class VAE:
             return cls(c["input_dim"], c["latent_dim"], tuple(c["hidden"]), decoder_hidden=tuple(c["decoder_hidden"]),
                        activation=c["activation"], **common)
         except (KeyError, TypeError) as e:
-            raise ValueError(f"{os.fspath(path)!r}: the model configuration is damaged ({e!r})") from None
+            where = "the configuration" if path is None else _name(path)
+            raise ValueError(f"{where}: the model configuration is damaged ({e!r})") from None
 
 
 class AE(VAE):
@@ -818,3 +838,58 @@ class AE(VAE):
     def elbo(self, x, k=1, seed=None):
         """Not defined: a plain autoencoder has no posterior and no ELBO."""
         raise NotImplementedError("a plain autoencoder has no ELBO; use a VAE")
+
+
+def _a(name):
+    """'a VAE', 'an AE': the article as one reads the class name aloud."""
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+
+
+def _load(path, with_optimizer, cls=None):
+    """VAE.load (cls the class the file must hold) and vaecore.load (cls None: either)."""
+    if with_optimizer is not True and with_optimizer is not False:
+        raise TypeError(f"with_optimizer must be True or False, got {with_optimizer!r}")
+    meta, arrays = _checked_load(path)
+    name = _name(path)
+    saved = meta.get("class")
+    kind = {"VAE": VAE, "AE": AE}.get(saved)
+    if kind is None:
+        raise ValueError(f"{name}: unknown model class {saved!r}")
+    if cls is not None and kind is not cls:
+        raise ValueError(f"{name} holds {_a(saved)}, not {_a(cls.__name__)}: load it with vaecore.{saved}.load "
+                         f"or vaecore.load (which returns whatever the file holds)")
+    m = kind._from_config(meta["config"], path)
+    params = arrays["params"]
+    if params.shape != m.params.shape or params.dtype != m.params.dtype:
+        raise ValueError(f"{name}: parameters of shape {params.shape} and dtype "
+                         f"{params.dtype} do not fit the configuration")
+    m.params[...] = params
+    m.rng_state = tuple(int(s) for s in meta["rng_state"])
+    if not with_optimizer:
+        return m
+    opt = None
+    if "optimizer" in meta:
+        opt = Optimizer._from_saved(m, meta["optimizer"],
+                                    {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
+    return m, opt
+
+
+def load(path, *, with_optimizer=False):
+    """Read a model file written by :meth:`VAE.save` or by ``fit``'s checkpoint, whichever class it holds.
+
+    Parameters
+    ----------
+    path : str, bytes, os.PathLike or binary file object
+    with_optimizer : bool, default False
+        Also return the saved optimizer (None if none was saved).
+
+    Returns
+    -------
+    VAE or AE, or (model, optimizer) when ``with_optimizer``
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :meth:`VAE.load`.
+    """
+    return _load(path, with_optimizer)

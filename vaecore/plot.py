@@ -954,7 +954,9 @@ def curves(hist, title="Training curves"):
         Training history with 1-D array attributes (or keys) ``loss``,
         ``recon`` and ``kl`` of equal length, one value per epoch. If it
         also has ``val_loss``, ``val_recon`` or ``val_kl`` of the same
-        length, they are drawn dashed as "validation". If it has ``beta``
+        length (``fit(..., validation_data=...)`` records them), they are
+        drawn dashed in the training curve's colour as "validation"; empty
+        ones are ignored. If it has ``beta``
         (as :class:`vaecore.History` does) and beta is not 1 in every
         epoch, the loss panel is titled "Loss (recon + beta KL)" rather
         than "Loss (negative ELBO)", which it then is not.
@@ -991,12 +993,13 @@ def curves(hist, title="Training curves"):
     axes = fig.subplots(1, 3)
     marker = "o" if n_epochs <= 30 else None  # markers only while they do not crowd
     for ax, (key, label, ylabel) in zip(axes, panels, strict=True):
-        ax.plot(epochs, series[key], marker=marker, markersize=3, label="train")
+        (train,) = ax.plot(epochs, series[key], marker=marker, markersize=3, label="train")
         val = _history_field(hist, "val_" + key)
-        if val is not None:
+        if val is not None and len(val):   # a History without validation data has empty val_* arrays
             if len(val) != n_epochs:
                 raise ValueError(f"hist.val_{key} must have {n_epochs} values like hist.{key}, got {len(val)}")
-            ax.plot(epochs, val, linestyle="--", marker=marker, markersize=3, label="validation")
+            ax.plot(epochs, val, linestyle="--", marker=marker, markersize=3, color=train.get_color(),
+                    label="validation")
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
