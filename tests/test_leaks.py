@@ -336,10 +336,15 @@ def test_the_leak_checks_can_fail():
     assert sys.getrefcount(x) > before
     ctypes.pythonapi.Py_DecRef(ctypes.py_object(x))
     kept = []
+    # hand the heap's free pages back to the system first: after the rest of the suite, glibc's free lists
+    # can hold more than the 6.4 MB allocated below and would absorb it without the resident set growing
+    if ASAN_HEAP is None:
+        ctypes.CDLL(None).malloc_trim(0)
     blocks, mem = sys.getallocatedblocks(), memory()
     for i in range(MANY):
         kept.append(float(i))   # a leaked float per call
-    assert sys.getallocatedblocks() - blocks >= MANY
+    # (a few blocks may be freed meanwhile, e.g. the list's old storage: 90% of MANY is still 900x the tolerance)
+    assert sys.getallocatedblocks() - blocks >= 0.9 * MANY
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     for _ in range(MANY):
