@@ -99,6 +99,8 @@ def test_make_lab_installs_the_notebooks_extra_and_opens_jupyterlab():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     # -n: print the commands without running them; -B: as if nothing were installed yet
-    plan = subprocess.run(["make", "-n", "-B", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
+    # --no-print-directory: under `make test` the outer make's flags would add "make[1]: Entering ..." lines
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "-B", "lab"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout
     assert "install --quiet -e '.[test,notebooks]'" in plan
     assert plan.rstrip().splitlines()[-1] == ".venv/bin/jupyter lab notebooks/"
