@@ -1022,16 +1022,18 @@ static PyObject *core_activation(PyObject *Py_UNUSED(mod), PyObject *args)
 }
 
 PyDoc_STRVAR(gemm_bench_doc,
-"gemm_bench(M, N, K, repeats=10, dtype='float32', /)\n--\n\n"
-"Seconds per call of the fast gemm C (M, N) = A (M, K) @ B (K, N), the best of\n"
+"gemm_bench(M, N, K, repeats=10, dtype='float32', trans_a=False, trans_b=False, /)\n--\n\n"
+"Seconds per call of the fast gemm C (M, N) = op(A) (M, K) @ op(B) (K, N), the best of\n"
 "repeats calls on buffers allocated and touched once (so no allocation or page\n"
-"fault is timed), with the current thread count. For benchmarks.");
+"fault is timed), with the current thread count; A is stored (K, M) when trans_a\n"
+"and B (N, K) when trans_b, as matmul's. For benchmarks.");
 
 static PyObject *core_gemm_bench(PyObject *Py_UNUSED(mod), PyObject *args)
 {
     Py_ssize_t M, N, K, repeats = 10;
     const char *dtype = "float32";
-    if (!PyArg_ParseTuple(args, "nnn|ns:gemm_bench", &M, &N, &K, &repeats, &dtype)) return NULL;
+    int ta = 0, tb = 0;
+    if (!PyArg_ParseTuple(args, "nnn|nspp:gemm_bench", &M, &N, &K, &repeats, &dtype, &ta, &tb)) return NULL;
     if (M < 1 || N < 1 || K < 1 || M > 65536 || N > 65536 || K > 65536)
         return PyErr_Format(PyExc_ValueError, "M, N and K must be in [1, 65536], got %zd, %zd, %zd", M, N, K);
     if (repeats < 1 || repeats > 1000000)
@@ -1044,14 +1046,52 @@ static PyObject *core_gemm_bench(PyObject *Py_UNUSED(mod), PyObject *args)
     int threads = g_threads;
     double best;
     Py_BEGIN_ALLOW_THREADS
-    best = vae_gemm_bench(k, (size_t)M, (size_t)N, (size_t)K, (int)repeats, threads);
+    best = vae_gemm_bench(k, (size_t)M, (size_t)N, (size_t)K, ta, tb, (int)repeats, threads);
     Py_END_ALLOW_THREADS
     if (best < 0) return PyErr_NoMemory();
     return PyFloat_FromDouble(best);
 }
 
+PyDoc_STRVAR(profile_doc,
+"profile($module, on, /)\n--\n\n"
+"Start (on=True, from zero) or stop the per-phase profile of training steps, and\n"
+"return what it holds: {'steps': n, 'total': {phase: seconds}, 'gemm': {...},\n"
+"'pack': {...}} with phases 'noise', 'forward', 'loss', 'backward', 'optimizer'\n"
+"(vae.h's VaeProfile). One profile for the process: meant for one model training\n"
+"at a time. For benchmarks.");
+
+static PyObject *core_profile(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    static const char *phases[PROF_PHASES] = {"noise", "forward", "loss", "backward", "optimizer"};
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    VaeProfile p = vae_profile;
+    if (on) {
+        memset(&vae_profile, 0, sizeof vae_profile);
+        vae_profile.phase = PROF_NOISE;
+    }
+    vae_profile_on = on;
+    PyObject *parts[3] = {NULL, NULL, NULL}, *result = NULL;
+    const double *src[3] = {p.total, p.gemm, p.pack};
+    for (int k = 0; k < 3; k++) {
+        if (!(parts[k] = PyDict_New())) goto done;
+        for (int ph = 0; ph < PROF_PHASES; ph++) {
+            PyObject *v = PyFloat_FromDouble(src[k][ph]);
+            int err = v ? PyDict_SetItemString(parts[k], phases[ph], v) : -1;
+            Py_XDECREF(v);
+            if (err) goto done;
+        }
+    }
+    result = Py_BuildValue("{s:l,s:O,s:O,s:O}", "steps", p.steps, "total", parts[0], "gemm", parts[1], "pack",
+                           parts[2]);
+done:
+    for (int k = 0; k < 3; k++) Py_XDECREF(parts[k]);
+    return result;
+}
+
 static PyMethodDef core_methods[] = {
     {"gemm_bench", (PyCFunction)core_gemm_bench, METH_VARARGS, gemm_bench_doc},
+    {"profile", (PyCFunction)core_profile, METH_O, profile_doc},
     {"set_num_threads", (PyCFunction)core_set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", (PyCFunction)core_get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"get_isa", (PyCFunction)core_get_isa, METH_NOARGS, get_isa_doc},

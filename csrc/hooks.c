@@ -1,7 +1,8 @@
 /*
  * hooks.c: timing for the benchmarks, kept out of the model's code paths.
  * vae_gemm_bench times the fast gemm alone on buffers allocated and touched
- * once, so that no allocation or page fault is timed.
+ * once, so that no allocation or page fault is timed; vae_profile is the
+ * per-phase profile of training steps (vae.h), off unless vae_profile_on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,18 @@
 
 #include "vae.h"
 
-static double monotonic_seconds(void)
+VaeProfile vae_profile;
+int vae_profile_on;
+
+double vae_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int repeats, int threads)
+double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int trans_a, int trans_b, int repeats,
+                      int threads)
 {
     size_t isz = k->itemsize, pack_len = vae_pack_len(N);
     size_t na = M * K, nb = K * N, nc = M * N;
@@ -29,9 +34,9 @@ double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int rep
     void *A = buf, *B = buf + na * isz, *C = buf + (na + nb) * isz, *pack = buf + (na + nb + nc) * isz;
     double best = 1e300;
     for (int r = 0; r <= repeats; r++) {
-        double t0 = monotonic_seconds();
-        k->matmul(C, A, B, M, N, K, 0, 0, 0, pack, pack_len, threads);
-        double dt = monotonic_seconds() - t0;
+        double t0 = vae_seconds();
+        k->matmul(C, A, B, M, N, K, trans_a, trans_b, 0, pack, pack_len, threads);
+        double dt = vae_seconds() - t0;
         if (r > 0 && dt < best) best = dt;   /* r = 0 warms the caches up */
     }
     free(buf);

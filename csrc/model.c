@@ -9,10 +9,29 @@
  * never allocates); the functions here allocate their chunk buffers, since
  * they run outside a step.
  */
+#define _DEFAULT_SOURCE   /* posix_memalign and madvise */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "vae.h"
+
+/* n bytes for a large buffer (a work buffer, a gradient): from 2 MiB on, aligned to 2 MiB
+ * and marked for transparent huge pages where the system has them, as NumPy does for its
+ * arrays. A step reads megabytes of weights, gradients and activations scattered over
+ * thousands of 4 KiB pages; in 2 MiB pages they need far fewer TLB entries (measured on
+ * the wide workload: see bench/results). Freed with free(). */
+void *vae_alloc(size_t n)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (n < huge) return malloc(n);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, n)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, n, MADV_HUGEPAGE);   /* advice only: a refusal changes nothing but speed */
+#endif
+    return p;
+}
 
 /* a work buffer for up to `rows` rows, or NULL with *err set */
 static void *alloc_work(const VaeKernels *k, VaeWork *W, const VaeLayout *L, size_t rows, int threads, int *err)
@@ -22,7 +41,7 @@ static void *alloc_work(const VaeKernels *k, VaeWork *W, const VaeLayout *L, siz
         *err = VAE_ERR_OVERFLOW;
         return NULL;
     }
-    void *ws = malloc(W->total * k->itemsize + 1);
+    void *ws = vae_alloc(W->total * k->itemsize + 1);
     if (!ws) *err = VAE_ERR_NOMEM;
     return ws;
 }
@@ -112,9 +131,9 @@ void vae_step_buffers_free(VaeStepBuffers *sb)
 static int grow(const VaeKernels *k, const VaeLayout *L, VaeStepBuffers *sb, const VaeWork *W)
 {
     if (W->total > SIZE_MAX / k->itemsize || L->num_params > SIZE_MAX / k->itemsize) return VAE_ERR_OVERFLOW;
-    if (!sb->grads && !(sb->grads = malloc(L->num_params * k->itemsize + 1))) return VAE_ERR_NOMEM;
+    if (!sb->grads && !(sb->grads = vae_alloc(L->num_params * k->itemsize + 1))) return VAE_ERR_NOMEM;
     if (sb->ws_len < W->total) {
-        void *bigger = malloc(W->total * k->itemsize);
+        void *bigger = vae_alloc(W->total * k->itemsize);
         if (!bigger) return VAE_ERR_NOMEM;
         free(sb->ws);
         sb->ws = bigger;
@@ -134,8 +153,10 @@ int vae_train_rows(const VaeKernels *k, const VaeLayout *L, VaeStepBuffers *sb, 
     const size_t nk = n * (size_t)L->cfg.K, isz = k->itemsize;
     char *ws_eps = (char *)sb->ws + W.eps * isz;
     Rng before = *rng;
+    double t0 = prof_start();
     if (eps) memcpy(ws_eps, eps, nk * isz);
     else if (L->logvar.nw) k->normal(ws_eps, nk, rng);
+    prof_add(&vae_profile.total[PROF_NOISE], t0);
     err = k->train_step(st, L, &W, sb->ws, params, sb->grads, s1, s2, t, opt, x, n, beta);
     if (err) *rng = before;   /* a step that is not applied does not use up its noise either */
     return err;

@@ -233,6 +233,9 @@ int vae_decode_rows(const VaeKernels *k, const VaeLayout *L, int threads, const 
 int vae_loss_rows(const VaeKernels *k, const VaeLayout *L, int threads, const void *params, const void *x,
                   const void *eps, size_t n, double beta, VaeStats *st, void *grads);
 
+/* n bytes, on huge pages when n is large and the system allows; release with free() */
+void *vae_alloc(size_t n);
+
 /* a model's training buffers, allocated on its first step and grown for larger batches only */
 typedef struct {
     void *grads;                     /* (P) */
@@ -247,8 +250,44 @@ int vae_train_rows(const VaeKernels *k, const VaeLayout *L, VaeStepBuffers *sb, 
                    void *s1, void *s2, int64_t *t, const VaeOptim *opt, const void *x, const void *eps,
                    Rng *rng, size_t n, double beta, VaeStats *st);
 
-/* hooks.c: seconds per call of the fast gemm C (M, N) = A (M, K) @ B (K, N), the best of
- * `repeats` calls after one warm-up, or a negative value when out of memory */
-double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int repeats, int threads);
+/*
+ * A per-phase profile of training steps, for the benchmark (hooks.c). While
+ * vae_profile_on is set, train_step adds the wall time of each phase to
+ * total[phase], and gemm adds its own time to gemm[phase] of the phase it runs
+ * in and the time of its packing (on the first thread) to pack[phase]; what a
+ * phase spends outside gemm (bias, activations, the loss, im2col/col2im,
+ * clipping, the optimizer) is total - gemm. One global profile, meant for one
+ * model training at a time: concurrent steps of two models mix their times.
+ */
+enum { PROF_NOISE, PROF_FORWARD, PROF_LOSS, PROF_BACKWARD, PROF_OPTIMIZER, PROF_PHASES };
+typedef struct {
+    double total[PROF_PHASES], gemm[PROF_PHASES], pack[PROF_PHASES];   /* seconds */
+    long steps;                      /* training steps profiled */
+    int phase;                       /* the phase running now */
+} VaeProfile;
+extern VaeProfile vae_profile;
+extern int vae_profile_on;
+double vae_seconds(void);            /* a monotonic clock */
+/* the time now if profiling, else 0; then prof_add(&slot, t0) adds what has passed since */
+static inline double prof_start(void) { return vae_profile_on ? vae_seconds() : 0; }
+static inline void prof_add(double *slot, double t0)
+{
+    if (vae_profile_on) *slot += vae_seconds() - t0;
+}
+/* enter phase ph: *t0 (the previous phase's start) is closed and restarted */
+static inline void prof_phase(int ph, double *t0)
+{
+    if (!vae_profile_on) return;
+    double now = vae_seconds();
+    vae_profile.total[vae_profile.phase] += now - *t0;
+    vae_profile.phase = ph;
+    *t0 = now;
+}
+
+/* hooks.c: seconds per call of the fast gemm C (M, N) = op(A) (M, K) @ op(B) (K, N) (A stored
+ * (K, M) when trans_a, B (N, K) when trans_b), the best of `repeats` calls after one warm-up, or
+ * a negative value when out of memory */
+double vae_gemm_bench(const VaeKernels *k, size_t M, size_t N, size_t K, int trans_a, int trans_b, int repeats,
+                      int threads);
 
 #endif
