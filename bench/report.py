@@ -292,6 +292,27 @@ def markdown(results):
         L.append("Best of 5 timed batches of calls; 2·M·N·K flops per call.")
         L.append("")
 
+    prof = results.get("profile")
+    if prof:
+        from phases import table as phases_table
+        L.append("### Where vaecore's step spends its time (bench/phases.py)")
+        L.append("")
+        ok = [r for r in prof if "error" not in r]
+        if ok:
+            L.append(phases_table(ok))
+            L.append("")
+        for r in prof:
+            if "error" in r:
+                L.append(f"Profile at {r['threads']} thr failed: {r['error']}")
+                L.append("")
+        L.append("Milliseconds per training step, from the C core's profile (`_core.profile`) over ~2 s of "
+                 "steps. forward and backward: their time in the matrix products (gemm, of which the packing "
+                 "of operands into panels, im2col included, is in parentheses) + everything else (bias, "
+                 "activations, col2im, the reparameterization and KL pieces). optimizer: clipping and Adam. "
+                 "Python + call: the rest of the step's wall time (argument checks, the Python wrapper). "
+                 "gemm GFLOP/s: the products' flops over the time in gemm.")
+        L.append("")
+
     if results["notes"]:
         L.append("**Notes**: " + " ".join(results["notes"]))
         L.append("")

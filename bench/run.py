@@ -75,6 +75,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, help="timed repeats per measurement (default 5; --quick 2)")
     ap.add_argument("--guard-steps", type=int, help="steps of the correctness guard (default: per workload, 60-300; --quick 20)")
     ap.add_argument("--no-gemm", action="store_true", help="skip the matrix-multiply micro-benchmark")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-phase profile of vaecore's step")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md/.json/.png (default bench/results)")
     ap.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the table and chart from a latest.json")
     args = ap.parse_args(argv)
@@ -167,6 +168,19 @@ def _env(threads):
                 "NUMEXPR_NUM_THREADS"):
         env[var] = str(threads)
     return env
+
+
+def run_profile(names, threads, seconds, timeout=1800):
+    """bench/phases.py's per-phase profile of vaecore's step, in a fresh process at `threads` threads:
+    a list of rows (milliseconds per step), or one row with an 'error'."""
+    with tempfile.TemporaryDirectory(prefix="vaecore-phases-") as tmp:
+        out = os.path.join(tmp, "phases.json")
+        cmd = [sys.executable, str(Path(__file__).with_name("phases.py")), "--workloads", ",".join(names),
+               "--threads", str(threads), "--seconds", str(seconds), "--json", out]
+        r = subprocess.run(cmd, env=_env(threads), capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            return [{"threads": threads, "error": (r.stderr or r.stdout).strip()[-500:]}]
+        return json.loads(Path(out).read_text())
 
 
 def run_worker(spec, threads, timeout=1800):
@@ -400,6 +414,12 @@ def main(argv=None):
                         "no_torch": not torch_ok}, 1)
         g["shape"] = GEMM_SHAPE
         results["gemm"] = g
+
+    if not args.no_profile:
+        results["profile"] = []
+        for n in args.threads:
+            log(f"per-phase profile of vaecore's step, {n} thr ...")
+            results["profile"] += run_profile(args.workloads, n, 0.3 if args.quick else 2.0)
 
     results["seconds"] = time.perf_counter() - t_start
     out = Path(args.out)

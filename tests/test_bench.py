@@ -50,6 +50,15 @@ def check_outputs(out, r):
         if r_["ok"]:
             assert r_["steps_per_s"] > 0 and r_["gflops"] > 0 and r_["peak_rss_mb"] > 0
     assert "### Training steps per second" in md and "| spirals | 1 |" in md
+    # the per-phase profile of vaecore's step: one row per workload and thread count, phases that add
+    # up to no more than the step, and its table in the report
+    (prof,) = results["profile"]
+    assert "error" not in prof, prof
+    assert prof["workload"] == "spirals" and prof["threads"] == 1 and prof["steps"] >= 3
+    phases = ("noise", "forward", "loss", "backward", "optimizer")
+    assert all(prof[ph] >= 0 for ph in phases) and prof["forward"] > 0 and prof["backward"] > 0
+    assert sum(prof[ph] for ph in phases) <= prof["step_ms"] * 1.05
+    assert "### Where vaecore's step spends its time" in md
     return md, results
 
 

@@ -206,3 +206,26 @@ def test_a_training_step_allocates_nothing():
     # a few hundred bytes of interpreter bookkeeping at most; one leaked
     # (32, 4) eps array per step would be 200 * 512 bytes
     assert grown < 4096, grown
+
+
+def test_profile_times_the_phases_of_training_steps_only_while_on():
+    # _core.profile (csrc/hooks.c, vae.h's VaeProfile): while on, each training step adds its phases'
+    # wall time, and the matrix products their own time (packing included) to the phase they run in.
+    # Inclusions that must hold whatever the machine: pack <= gemm <= phase total; the loss, the noise
+    # and the optimizer call no gemm. Off, nothing is added; turning it on starts from zero.
+    m = vaecore.VAE(64, 8, hidden=(128, 128), seed=0)
+    opt = vaecore.Adam(m)
+    x = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    _core.profile(True)
+    for _ in range(4):
+        m.train_step(x, opt)
+    p = _core.profile(False)
+    assert p["steps"] == 4
+    for ph in ("forward", "backward"):
+        assert 0 < p["pack"][ph] <= p["gemm"][ph] <= p["total"][ph]
+    for ph in ("noise", "loss", "optimizer"):
+        assert p["gemm"][ph] == 0 and p["pack"][ph] == 0 and p["total"][ph] > 0
+    m.train_step(x, opt)                       # off: the counters stay as they were
+    assert _core.profile(False) == p
+    assert _core.profile(True)["steps"] == 4   # returns what it held, then starts from zero
+    assert _core.profile(False)["steps"] == 0
