@@ -205,3 +205,43 @@ def test_read_only_calls_release_the_gil():
         results[i] = m.encode(x[:20000])[0]
     assert run_threads(encode_into, 2) == []
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[0][:1000], expected)
+
+
+# ----------------------------------------------- OpenMP threads inside one step: bitwise the same
+L = vaecore.layers
+BIG_MODELS = {   # each large enough that every elementwise pass runs on the threads (>= 32768 values)
+    "mlp elu bernoulli": lambda: vaecore.VAE(784, 16, hidden=(512,), activation="elu", likelihood="bernoulli",
+                                             seed=0),
+    "mlp tanh gaussian": lambda: vaecore.VAE(784, 16, hidden=(512,), activation="tanh", seed=1),
+    "conv": lambda: vaecore.VAE(
+        input_shape=(1, 28, 28), latent_dim=8, likelihood="bernoulli", seed=2,
+        encoder=[L.Conv2d(8, 3, padding=1), L.ReLU(), L.Conv2d(16, 4, stride=2, padding=1), L.ReLU(),
+                 L.Flatten()],
+        decoder=[L.Linear(16 * 14 * 14), L.ReLU(), L.Reshape(16, 14, 14),
+                 L.ConvTranspose2d(1, 4, stride=2, padding=1)]),
+}
+
+
+@pytest.mark.skipif(not _core.HAVE_OPENMP, reason="this build has no OpenMP")
+@pytest.mark.parametrize("name", list(BIG_MODELS))
+def test_a_step_split_across_openmp_threads_is_bitwise_the_same(name):
+    # Beyond the matrix products, the step's elementwise passes (bias, activations and their slopes, the
+    # likelihood and its gradient, the im2col regrouping, col2im, the conv bias sums, Adam) split their
+    # values across the threads (csrc/gemm.inc's elementwise_threads); each value gets the same
+    # operations in the same order on any thread, and sums are added in a fixed order, so 1 and 2
+    # threads must agree to the last bit, in the loss and in every parameter and moment.
+    x = np.random.default_rng(0).random((128, 784), dtype=np.float32) ** 3
+
+    def run(threads):
+        before = _core.get_num_threads()
+        _core.set_num_threads(threads)
+        try:
+            m = BIG_MODELS[name]()
+            opt = vaecore.Adam(m, lr=1e-3)
+            data = x.reshape((-1, *m.input_shape)) if hasattr(m, "input_shape") and len(m.input_shape) == 3 else x
+            losses = [m.train_step(data, opt, eps=np.full((128, m.latent_dim), 0.3, np.float32))["loss"]
+                      for _ in range(3)]
+            return losses, m.params.tobytes(), opt.m.tobytes(), opt.v.tobytes()
+        finally:
+            _core.set_num_threads(before)
+    assert run(1) == run(2)
