@@ -209,7 +209,7 @@ def test_read_only_calls_release_the_gil():
 
 # ----------------------------------------------- OpenMP threads inside one step: bitwise the same
 L = vaecore.layers
-BIG_MODELS = {   # each large enough that every elementwise pass runs on the threads (>= 32768 values)
+BIG_MODELS = {   # each large enough that every elementwise pass runs on the threads (>= 65536 values)
     "mlp elu bernoulli": lambda: vaecore.VAE(784, 16, hidden=(512,), activation="elu", likelihood="bernoulli",
                                              seed=0),
     "mlp tanh gaussian": lambda: vaecore.VAE(784, 16, hidden=(512,), activation="tanh", seed=1),
