@@ -39,7 +39,10 @@ def threads(request):
 # and a case large enough to be split among threads
 SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 300),
           (64, 64, 64), (130, 70, 513), (3, 1100, 20), (256, 300, 260),
-          (64, 2, 64), (200, 5, 33), (33, 1, 300), (1500, 3, 40)]
+          (64, 2, 64), (200, 5, 33), (33, 1, 300), (1500, 3, 40),
+          # big tiles whose last rows (270 = 19 x 14 + 4) and last panel of columns (400 = 12 x 32 + 16,
+          # one vector in float32 AVX-512) take the edge micro-kernels
+          (270, 400, 300)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
