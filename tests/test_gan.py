@@ -488,3 +488,98 @@ def test_mode_coverage():
         vaecore.metrics.mode_coverage(np.zeros((10, 3)))
     X2, m2 = vaecore.datasets.gaussian_mixture(800, 8, 2.0, 0.02, seed=1)
     assert np.array_equal(X, X2) and np.array_equal(mode, m2)
+
+
+# ---------------------------------------------------------------- fuzz
+from hypothesis import HealthCheck, given, settings   # noqa: E402
+from hypothesis import strategies as st               # noqa: E402
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def mlp_stack(draw, out):
+    stack = []
+    for _ in range(draw(st.integers(0, 3))):
+        stack.append((0, draw(st.integers(1, 9))))
+        if draw(st.booleans()):
+            stack.append((3, draw(st.sampled_from([0, 3, 4]))))   # tanh, sigmoid, elu: smooth
+    return stack + [(0, out)]
+
+
+@st.composite
+def gans(draw):
+    D, K = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        return (D,), K, draw(mlp_stack(D)), draw(mlp_stack(1))
+    # images (C, H, W): G reshapes and convolves, D convolves and flattens
+    C, H = draw(st.integers(1, 2)), draw(st.integers(2, 5))
+    kk, pad = draw(st.integers(1, 3)), draw(st.integers(0, 1))
+    HO = H + 2 * pad - kk + 1
+    if HO < 1:
+        pad, HO = 1, H + 3 - kk
+    O = draw(st.integers(1, 3))
+    gen = [(0, C * H * H), (5, C, H, H), (3, 0), (1, C, kk, kk, 1, 1, pad, pad)] if HO == H else \
+          [(0, C * H * H), (3, 3), (0, C * H * H)]
+    disc = [(1, O, kk, kk, 1, 1, pad, pad), (3, draw(st.sampled_from([0, 4]))), (4,), (0, 1)]
+    return (C, H, H), K, gen, disc
+
+
+@FUZZ
+@given(cfg=gans(), R=st.integers(1, 6), B=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_fuzzed_stacks_match_the_reference(cfg, R, B, seed):
+    # any fitting pair of stacks: both gradients equal the reference's (float64, 1e-9 relative: as above,
+    # with room for deeper random stacks)
+    shape, K, gen, disc = cfg
+    g = _core.Gan(shape, K, gen, disc, "float64", 0)
+    rng = np.random.default_rng(seed)
+    g.params[:] = rng.uniform(-0.7, 0.7, g.num_params)
+    D = int(np.prod(shape))
+    x, z = rng.standard_normal((R, D)), rng.standard_normal((B, K))
+    ref = ReferenceGAN(shape, K, gen, disc)
+    (d, ar, af), dgrad = g.d_loss(x, z, True)
+    (rd, rar, raf), rdgrad = ref.d_loss_and_grad(g.params.copy(), x, z)
+    assert d == pytest.approx(rd, rel=1e-9) and rel_error(dgrad, rdgrad) < 1e-9
+    gl, ggrad = g.g_loss(z, True)
+    rgl, rggrad = ref.g_loss_and_grad(g.params.copy(), z)
+    assert gl == pytest.approx(rgl, rel=1e-9) and rel_error(ggrad, rggrad) < 1e-9
+
+
+ARRAYS = st.one_of(
+    st.builds(np.zeros, st.tuples(st.integers(0, 3), st.integers(0, 4))),
+    st.builds(lambda n: np.full((n, 2), np.nan), st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), np.float32), st.integers(1, 300)),
+    st.builds(lambda n: np.ones((2, n), order="F"), st.integers(1, 3)),
+    st.builds(lambda n: np.arange(2 * n).reshape(n, 2)[::-1], st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), ">f8"), st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), complex), st.integers(1, 3)),
+    st.builds(lambda n: np.ones(n), st.integers(0, 3)),
+    st.just([[1.0, 2.0], [3.0]]), st.just("x"), st.just(None), st.just(3),
+)
+
+
+@FUZZ
+@given(a=ARRAYS, b=ARRAYS)
+def test_fuzzed_arguments_work_or_raise_cleanly(a, b):
+    # every public method either works (and then as on a clean copy of its input) or raises TypeError or
+    # ValueError, and leaves the GAN and its inputs as they were
+    g = vaecore.GAN(2, 2, generator_hidden=(5,), discriminator_hidden=(5,), dtype="float64", seed=0)
+    calls = [("generate", lambda: g.generate(z=a)), ("discriminate", lambda: g.discriminate(a)),
+             ("d_loss", lambda: g.d_loss_and_grad(a, b)), ("g_loss", lambda: g.g_loss_and_grad(a))]
+    for name, call in calls:
+        before = (g.params.copy(), g.rng_state, copy.deepcopy(a), copy.deepcopy(b))
+        try:
+            out = call()
+        except (TypeError, ValueError) as e:
+            assert str(e)
+        else:
+            clean = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+            if name == "generate":
+                assert np.array_equal(out, g.generate(z=clean))
+            elif name == "discriminate":
+                assert np.array_equal(out, g.discriminate(clean))
+        assert np.array_equal(g.params, before[0]) and g.rng_state == before[1]
+        for new, old in ((a, before[2]), (b, before[3])):
+            if isinstance(old, np.ndarray):
+                assert np.array_equal(new, old, equal_nan=True)
