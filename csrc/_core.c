@@ -297,6 +297,53 @@ static int parse_seed(PyObject *obj, uint64_t *seed, const char *what)
     return 0;
 }
 
+/* the shape of one example: (D,) or (C, H, W) of positive ints, at most VAE_MAX_WIDTH values in all */
+static int parse_shape(PyObject *shape, VaeShape *out, const char *name)
+{
+    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
+    long long dims[3] = {1, 1, 1};
+    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
+    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
+        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "%s must be (D,) or (C, H, W) of positive ints with at most %d "
+                     "values in all, got %R", name, VAE_MAX_WIDTH, shape);
+        return -1;
+    }
+    out->rank = (int)rank;
+    out->c = (int)dims[0];
+    out->h = (int)dims[1];
+    out->w = (int)dims[2];
+    return 0;
+}
+
+static int parse_dtype(const char *dtype, int *typenum)
+{
+    if (strcmp(dtype, "float32") == 0) *typenum = NPY_FLOAT;
+    else if (strcmp(dtype, "float64") == 0) *typenum = NPY_DOUBLE;
+    else {
+        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
+        return -1;
+    }
+    return 0;
+}
+
+/* the parts of a new model object that do not depend on its kind: kernels, generator, lock and a
+ * zero parameter buffer of P values */
+static int init_model(ModelObject *m, int typenum, uint64_t seed, size_t P)
+{
+    m->typenum = typenum;
+    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
+    rng_seed(&m->rng, seed);
+    m->lock = PyThread_allocate_lock();
+    if (!m->lock) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    npy_intp n = (npy_intp)P;
+    m->params = (PyArrayObject *)PyArray_ZEROS(1, &n, typenum, 0);
+    return m->params ? 0 : -1;
+}
+
 static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"input_shape", "latent_dim", "encoder", "decoder", "likelihood", "variational",
@@ -313,19 +360,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     VaeLayout *L = PyMem_Calloc(1, sizeof(VaeLayout));
     ModelObject *m = NULL;
     if (!cfg || !L) { PyErr_NoMemory(); goto fail; }
-    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
-    long long dims[3] = {1, 1, 1};
-    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
-    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
-        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
-        PyErr_Format(PyExc_ValueError, "input_shape must be (D,) or (C, H, W) of positive ints with at most %d "
-                     "values in all, got %R", VAE_MAX_WIDTH, shape);
-        goto fail;
-    }
-    cfg->input.rank = (int)rank;
-    cfg->input.c = (int)dims[0];
-    cfg->input.h = (int)dims[1];
-    cfg->input.w = (int)dims[2];
+    if (parse_shape(shape, &cfg->input, "input_shape")) goto fail;
     if (K < 1 || K > VAE_MAX_WIDTH) {
         PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
         goto fail;
@@ -336,12 +371,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto fail;
     if ((cfg->lik = lookup_name(lik, LIK_NAMES, LIK_COUNT, "likelihood")) < 0) goto fail;
     int typenum;
-    if (strcmp(dtype, "float32") == 0) typenum = NPY_FLOAT;
-    else if (strcmp(dtype, "float64") == 0) typenum = NPY_DOUBLE;
-    else {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
-        goto fail;
-    }
+    if (parse_dtype(dtype, &typenum)) goto fail;
     int err = vae_layout(L, cfg);
     if (err) { set_core_error(err, "Model"); goto fail; }
     if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "Model parameters"); goto fail; }
@@ -349,14 +379,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m = (ModelObject *)type->tp_alloc(type, 0);
     if (!m) goto fail;
     m->L = *L;
-    m->typenum = typenum;
-    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
-    rng_seed(&m->rng, seed);
-    m->lock = PyThread_allocate_lock();
-    if (!m->lock) { PyErr_NoMemory(); goto fail; }
-    npy_intp P = (npy_intp)L->num_params;
-    m->params = (PyArrayObject *)PyArray_ZEROS(1, &P, typenum, 0);
-    if (!m->params) goto fail;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
     PyMem_Free(cfg);
     PyMem_Free(L);
     return (PyObject *)m;
@@ -912,19 +935,7 @@ static PyObject *Gan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     GanConfig *cfg = PyMem_Calloc(1, sizeof(GanConfig));
     GanObject *g = NULL;
     if (!cfg) { PyErr_NoMemory(); goto fail; }
-    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
-    long long dims[3] = {1, 1, 1};
-    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
-    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
-        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
-        PyErr_Format(PyExc_ValueError, "data_shape must be (D,) or (C, H, W) of positive ints with at most %d "
-                     "values in all, got %R", VAE_MAX_WIDTH, shape);
-        goto fail;
-    }
-    cfg->data.rank = (int)rank;
-    cfg->data.c = (int)dims[0];
-    cfg->data.h = (int)dims[1];
-    cfg->data.w = (int)dims[2];
+    if (parse_shape(shape, &cfg->data, "data_shape")) goto fail;
     if (K < 1 || K > VAE_MAX_WIDTH) {
         PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
         goto fail;
@@ -934,12 +945,7 @@ static PyObject *Gan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         parse_stack(disc, cfg->disc, &cfg->n_disc, "discriminator"))
         goto fail;
     int typenum;
-    if (strcmp(dtype, "float32") == 0) typenum = NPY_FLOAT;
-    else if (strcmp(dtype, "float64") == 0) typenum = NPY_DOUBLE;
-    else {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
-        goto fail;
-    }
+    if (parse_dtype(dtype, &typenum)) goto fail;
     g = (GanObject *)type->tp_alloc(type, 0);
     if (!g) goto fail;
     int err = gan_layout(&g->G, cfg);
@@ -950,14 +956,7 @@ static PyObject *Gan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->L.cfg.K = K;
     m->L.D = L->D;
     m->L.num_params = L->num_params;
-    m->typenum = typenum;
-    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
-    rng_seed(&m->rng, seed);
-    m->lock = PyThread_allocate_lock();
-    if (!m->lock) { PyErr_NoMemory(); goto fail; }
-    npy_intp P = (npy_intp)L->num_params;
-    m->params = (PyArrayObject *)PyArray_ZEROS(1, &P, typenum, 0);
-    if (!m->params) goto fail;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
     PyMem_Free(cfg);
     return (PyObject *)g;
 fail:

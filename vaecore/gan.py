@@ -179,32 +179,18 @@ class GAN:
                      discriminator=[L.to_dict(x) for x in self._layers[1]])
         return c
 
-    @property
-    def params(self):
-        """ndarray, shape (num_params,): the live parameter buffer (generator first)."""
-        return self._core.params
-
-    @property
-    def num_params(self):
-        """int: the number of parameters of both networks."""
-        return self._core.num_params
+    params = VAE.params                 # (num_params,) the live buffer, the generator's part first
+    num_params = VAE.num_params
+    rng_state = VAE.rng_state           # the state of the GAN's noise generator (settable)
+    _names = {}                         # VAE.named_params' renaming: none here
 
     @property
     def num_generator_params(self):
         """int: the generator's parameters, ``params[:num_generator_params]``; the discriminator's follow."""
         return self._core.num_gen_params
 
-    @property
-    def rng_state(self):
-        """tuple of 4 ints: the state of the GAN's noise generator (settable)."""
-        return self._core.rng_state
-
-    @rng_state.setter
-    def rng_state(self, state):
-        self._core.rng_state = tuple(state)
-
     def named_params(self, buffer=None):
-        """The parameters by name, as views into :attr:`params` (or into ``buffer``).
+        """The parameters by name, as views into :attr:`params` (or into ``buffer``, a (num_params,) array).
 
         Returns
         -------
@@ -215,13 +201,7 @@ class GAN:
             Conv2d W (C_out, C_in, kH, kW), ConvTranspose2d W (C_in, C_out,
             kH, kW), as in :meth:`vaecore.VAE.named_params`.
         """
-        p = self._core.params
-        if buffer is not None:
-            if not isinstance(buffer, np.ndarray) or buffer.shape != (self.num_params,):
-                got = buffer.shape if isinstance(buffer, np.ndarray) else type(buffer).__name__
-                raise ValueError(f"buffer must be an ndarray of shape ({self.num_params},), got {got}")
-            p = buffer
-        return [(name, p[off:off + math.prod(shape)].reshape(shape)) for name, off, shape in self._core.layout()]
+        return VAE.named_params(self, buffer)
 
     def __repr__(self):
         head = (f"GAN(data_shape={self.data_shape}, latent_dim={self.latent_dim}, dtype={self.dtype.name!r})")
