@@ -703,6 +703,28 @@ static PyArrayObject *check_counter(PyObject *obj)
     return a;
 }
 
+/* the optimizer settings o, parsed from the tuple `items` whose lr, beta1, beta2, eps and momentum
+ * start at index lr_at (for the messages); prefix starts each message ("" or "opt_g: ") */
+static int check_optim(const VaeOptim *o, PyObject *items, Py_ssize_t lr_at, const char *prefix)
+{
+    PyObject *const *it = &PySequence_Fast_ITEMS(items)[lr_at];   /* lr, beta1, beta2, eps, momentum */
+    if (o->kind != OPT_SGD && o->kind != OPT_ADAM)
+        PyErr_Format(PyExc_ValueError, "%skind must be 0 (SGD) or 1 (Adam), got %d", prefix, o->kind);
+    else if (!(isfinite(o->lr) && o->lr >= 0))
+        PyErr_Format(PyExc_ValueError, "%slr must be a finite number >= 0, got %R", prefix, it[0]);
+    else if (o->kind == OPT_ADAM && !(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1 &&
+                                      o->eps > 0 && isfinite(o->eps)))
+        PyErr_Format(PyExc_ValueError, "%sAdam needs 0 <= beta1, beta2 < 1 and eps > 0, got %R, %R, %R", prefix,
+                     it[1], it[2], it[3]);
+    else if (!(o->momentum >= 0 && isfinite(o->momentum)))
+        PyErr_Format(PyExc_ValueError, "%smomentum must be a finite number >= 0, got %R", prefix, it[4]);
+    else if (isnan(o->clip_norm))
+        PyErr_Format(PyExc_ValueError, "%sclip_norm must be a number (<= 0: no clipping), got nan", prefix);
+    else
+        return 0;
+    return -1;
+}
+
 PyDoc_STRVAR(train_step_doc,
 "train_step($self, x, beta, eps, kind, lr, beta1, beta2, adam_eps, momentum, clip_norm, t, s1, s2, /)\n--\n\n"
 "One fused training step on x (n, D): forward, backward, optional global-norm\n"
@@ -726,17 +748,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
     if (!x || check_targets(m, x)) return NULL;
     npy_intp n = PyArray_DIM(x, 0);
     if (check_eps(m, eps_obj, n, 0, &eps) || check_beta(beta)) return NULL;
-    if (opt.kind != OPT_SGD && opt.kind != OPT_ADAM)
-        return PyErr_Format(PyExc_ValueError, "kind must be 0 (SGD) or 1 (Adam), got %d", opt.kind);
-    if (!(isfinite(opt.lr) && opt.lr >= 0))
-        return PyErr_Format(PyExc_ValueError, "lr must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 4));
-    if (opt.kind == OPT_ADAM && !(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1 && opt.eps > 0 && isfinite(opt.eps)))
-        return PyErr_Format(PyExc_ValueError, "Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got %R, %R, %R",
-                            PyTuple_GET_ITEM(args, 5), PyTuple_GET_ITEM(args, 6), PyTuple_GET_ITEM(args, 7));
-    if (!(opt.momentum >= 0 && isfinite(opt.momentum)))
-        return PyErr_Format(PyExc_ValueError, "momentum must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 8));
-    if (isnan(opt.clip_norm))
-        return PyErr_Format(PyExc_ValueError, "clip_norm must be a number (<= 0: no clipping), got nan");
+    if (check_optim(&opt, args, 4, "")) return NULL;
     if (!(t = check_counter(t_obj))) return NULL;
     if (opt.kind == OPT_ADAM || s1_obj != Py_None) {
         if (!(s1 = check_state(m, s1_obj, "s1"))) return NULL;
@@ -1134,29 +1146,9 @@ static int parse_gan_optim(ModelObject *m, PyObject *obj, const char *name, GanO
     if (!PyArg_ParseTuple(obj, "iddddddOOO", &opt->kind, &opt->lr, &opt->beta1, &opt->beta2, &opt->eps,
                           &opt->momentum, &opt->clip_norm, &t_obj, &s1_obj, &s2_obj))
         return -1;
-    if (opt->kind != OPT_SGD && opt->kind != OPT_ADAM) {
-        PyErr_Format(PyExc_ValueError, "%s: kind must be 0 (SGD) or 1 (Adam), got %d", name, opt->kind);
-        return -1;
-    }
-    if (!(isfinite(opt->lr) && opt->lr >= 0)) {
-        PyErr_Format(PyExc_ValueError, "%s: lr must be a finite number >= 0, got %R", name, PyTuple_GET_ITEM(obj, 1));
-        return -1;
-    }
-    if (opt->kind == OPT_ADAM && !(opt->beta1 >= 0 && opt->beta1 < 1 && opt->beta2 >= 0 && opt->beta2 < 1 &&
-                                   opt->eps > 0 && isfinite(opt->eps))) {
-        PyErr_Format(PyExc_ValueError, "%s: Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got %R, %R, %R", name,
-                     PyTuple_GET_ITEM(obj, 2), PyTuple_GET_ITEM(obj, 3), PyTuple_GET_ITEM(obj, 4));
-        return -1;
-    }
-    if (!(opt->momentum >= 0 && isfinite(opt->momentum))) {
-        PyErr_Format(PyExc_ValueError, "%s: momentum must be a finite number >= 0, got %R", name,
-                     PyTuple_GET_ITEM(obj, 5));
-        return -1;
-    }
-    if (isnan(opt->clip_norm)) {
-        PyErr_Format(PyExc_ValueError, "%s: clip_norm must be a number (<= 0: no clipping), got nan", name);
-        return -1;
-    }
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s: ", name);
+    if (check_optim(opt, obj, 1, prefix)) return -1;
     PyArrayObject *t = check_counter(t_obj), *s1, *s2 = NULL;
     if (!t || !(s1 = check_state(m, s1_obj, "s1"))) return -1;
     if (opt->kind == OPT_ADAM || s2_obj != Py_None) {
