@@ -28,6 +28,7 @@
 /* NumPy pulls in <complex.h>, whose I macro would clash with the layer width I of vae.h */
 #undef I
 
+#include "gan.h"
 #include "vae.h"
 
 static const char *ACT_NAMES[ACT_COUNT] = {"tanh", "relu", "leaky_relu", "sigmoid", "elu"};
@@ -296,6 +297,53 @@ static int parse_seed(PyObject *obj, uint64_t *seed, const char *what)
     return 0;
 }
 
+/* the shape of one example: (D,) or (C, H, W) of positive ints, at most VAE_MAX_WIDTH values in all */
+static int parse_shape(PyObject *shape, VaeShape *out, const char *name)
+{
+    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
+    long long dims[3] = {1, 1, 1};
+    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
+    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
+        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "%s must be (D,) or (C, H, W) of positive ints with at most %d "
+                     "values in all, got %R", name, VAE_MAX_WIDTH, shape);
+        return -1;
+    }
+    out->rank = (int)rank;
+    out->c = (int)dims[0];
+    out->h = (int)dims[1];
+    out->w = (int)dims[2];
+    return 0;
+}
+
+static int parse_dtype(const char *dtype, int *typenum)
+{
+    if (strcmp(dtype, "float32") == 0) *typenum = NPY_FLOAT;
+    else if (strcmp(dtype, "float64") == 0) *typenum = NPY_DOUBLE;
+    else {
+        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
+        return -1;
+    }
+    return 0;
+}
+
+/* the parts of a new model object that do not depend on its kind: kernels, generator, lock and a
+ * zero parameter buffer of P values */
+static int init_model(ModelObject *m, int typenum, uint64_t seed, size_t P)
+{
+    m->typenum = typenum;
+    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
+    rng_seed(&m->rng, seed);
+    m->lock = PyThread_allocate_lock();
+    if (!m->lock) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    npy_intp n = (npy_intp)P;
+    m->params = (PyArrayObject *)PyArray_ZEROS(1, &n, typenum, 0);
+    return m->params ? 0 : -1;
+}
+
 static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"input_shape", "latent_dim", "encoder", "decoder", "likelihood", "variational",
@@ -312,19 +360,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     VaeLayout *L = PyMem_Calloc(1, sizeof(VaeLayout));
     ModelObject *m = NULL;
     if (!cfg || !L) { PyErr_NoMemory(); goto fail; }
-    Py_ssize_t rank = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
-    long long dims[3] = {1, 1, 1};
-    for (Py_ssize_t i = 0; i < rank && i < 3; i++) dims[i] = as_int(PyTuple_GET_ITEM(shape, i));
-    if ((rank != 1 && rank != 3) || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 ||
-        dims[0] * dims[1] * dims[2] > VAE_MAX_WIDTH) {
-        PyErr_Format(PyExc_ValueError, "input_shape must be (D,) or (C, H, W) of positive ints with at most %d "
-                     "values in all, got %R", VAE_MAX_WIDTH, shape);
-        goto fail;
-    }
-    cfg->input.rank = (int)rank;
-    cfg->input.c = (int)dims[0];
-    cfg->input.h = (int)dims[1];
-    cfg->input.w = (int)dims[2];
+    if (parse_shape(shape, &cfg->input, "input_shape")) goto fail;
     if (K < 1 || K > VAE_MAX_WIDTH) {
         PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
         goto fail;
@@ -335,12 +371,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto fail;
     if ((cfg->lik = lookup_name(lik, LIK_NAMES, LIK_COUNT, "likelihood")) < 0) goto fail;
     int typenum;
-    if (strcmp(dtype, "float32") == 0) typenum = NPY_FLOAT;
-    else if (strcmp(dtype, "float64") == 0) typenum = NPY_DOUBLE;
-    else {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got '%s'", dtype);
-        goto fail;
-    }
+    if (parse_dtype(dtype, &typenum)) goto fail;
     int err = vae_layout(L, cfg);
     if (err) { set_core_error(err, "Model"); goto fail; }
     if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "Model parameters"); goto fail; }
@@ -348,14 +379,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m = (ModelObject *)type->tp_alloc(type, 0);
     if (!m) goto fail;
     m->L = *L;
-    m->typenum = typenum;
-    m->k = vae_kernels(typenum == NPY_DOUBLE, g_isa);
-    rng_seed(&m->rng, seed);
-    m->lock = PyThread_allocate_lock();
-    if (!m->lock) { PyErr_NoMemory(); goto fail; }
-    npy_intp P = (npy_intp)L->num_params;
-    m->params = (PyArrayObject *)PyArray_ZEROS(1, &P, typenum, 0);
-    if (!m->params) goto fail;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
     PyMem_Free(cfg);
     PyMem_Free(L);
     return (PyObject *)m;
@@ -679,6 +703,28 @@ static PyArrayObject *check_counter(PyObject *obj)
     return a;
 }
 
+/* the optimizer settings o, parsed from the tuple `items` whose lr, beta1, beta2, eps and momentum
+ * start at index lr_at (for the messages); prefix starts each message ("" or "opt_g: ") */
+static int check_optim(const VaeOptim *o, PyObject *items, Py_ssize_t lr_at, const char *prefix)
+{
+    PyObject *const *it = &PySequence_Fast_ITEMS(items)[lr_at];   /* lr, beta1, beta2, eps, momentum */
+    if (o->kind != OPT_SGD && o->kind != OPT_ADAM)
+        PyErr_Format(PyExc_ValueError, "%skind must be 0 (SGD) or 1 (Adam), got %d", prefix, o->kind);
+    else if (!(isfinite(o->lr) && o->lr >= 0))
+        PyErr_Format(PyExc_ValueError, "%slr must be a finite number >= 0, got %R", prefix, it[0]);
+    else if (o->kind == OPT_ADAM && !(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1 &&
+                                      o->eps > 0 && isfinite(o->eps)))
+        PyErr_Format(PyExc_ValueError, "%sAdam needs 0 <= beta1, beta2 < 1 and eps > 0, got %R, %R, %R", prefix,
+                     it[1], it[2], it[3]);
+    else if (!(o->momentum >= 0 && isfinite(o->momentum)))
+        PyErr_Format(PyExc_ValueError, "%smomentum must be a finite number >= 0, got %R", prefix, it[4]);
+    else if (isnan(o->clip_norm))
+        PyErr_Format(PyExc_ValueError, "%sclip_norm must be a number (<= 0: no clipping), got nan", prefix);
+    else
+        return 0;
+    return -1;
+}
+
 PyDoc_STRVAR(train_step_doc,
 "train_step($self, x, beta, eps, kind, lr, beta1, beta2, adam_eps, momentum, clip_norm, t, s1, s2, /)\n--\n\n"
 "One fused training step on x (n, D): forward, backward, optional global-norm\n"
@@ -702,17 +748,7 @@ static PyObject *Model_train_step(ModelObject *m, PyObject *args)
     if (!x || check_targets(m, x)) return NULL;
     npy_intp n = PyArray_DIM(x, 0);
     if (check_eps(m, eps_obj, n, 0, &eps) || check_beta(beta)) return NULL;
-    if (opt.kind != OPT_SGD && opt.kind != OPT_ADAM)
-        return PyErr_Format(PyExc_ValueError, "kind must be 0 (SGD) or 1 (Adam), got %d", opt.kind);
-    if (!(isfinite(opt.lr) && opt.lr >= 0))
-        return PyErr_Format(PyExc_ValueError, "lr must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 4));
-    if (opt.kind == OPT_ADAM && !(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1 && opt.eps > 0 && isfinite(opt.eps)))
-        return PyErr_Format(PyExc_ValueError, "Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got %R, %R, %R",
-                            PyTuple_GET_ITEM(args, 5), PyTuple_GET_ITEM(args, 6), PyTuple_GET_ITEM(args, 7));
-    if (!(opt.momentum >= 0 && isfinite(opt.momentum)))
-        return PyErr_Format(PyExc_ValueError, "momentum must be a finite number >= 0, got %R", PyTuple_GET_ITEM(args, 8));
-    if (isnan(opt.clip_norm))
-        return PyErr_Format(PyExc_ValueError, "clip_norm must be a number (<= 0: no clipping), got nan");
+    if (check_optim(&opt, args, 4, "")) return NULL;
     if (!(t = check_counter(t_obj))) return NULL;
     if (opt.kind == OPT_ADAM || s1_obj != Py_None) {
         if (!(s1 = check_state(m, s1_obj, "s1"))) return NULL;
@@ -881,6 +917,360 @@ static PyType_Spec Model_spec = {
     .basicsize = sizeof(ModelObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = Model_slots,
+};
+
+/* ------------------------------------------------------------------ GAN */
+
+/*
+ * vaecore._core.Gan: a generator and a discriminator stack (gan.h) in one flat
+ * parameter buffer. Its object starts with a ModelObject, so the helpers above
+ * (checks, locking, the generator, params and dtype) serve it too: of the
+ * base's VAE layout only cfg.K, D and num_params are set (to the GAN's), the
+ * rest stays zero and unused.
+ */
+typedef struct {
+    ModelObject base;
+    GanLayout G;
+    GanStepBuffers gsb;      /* train_step's buffers, allocated on first use */
+} GanObject;
+
+static PyObject *Gan_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"data_shape", "latent_dim", "generator", "discriminator", "dtype", "seed", NULL};
+    int K;
+    PyObject *shape, *gen, *disc, *seed_obj;
+    const char *dtype;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiOOsO:Gan", kwlist, &shape, &K, &gen, &disc, &dtype, &seed_obj))
+        return NULL;
+    uint64_t seed;
+    if (parse_seed(seed_obj, &seed, "seed")) return NULL;
+    GanConfig *cfg = PyMem_Calloc(1, sizeof(GanConfig));
+    GanObject *g = NULL;
+    if (!cfg) { PyErr_NoMemory(); goto fail; }
+    if (parse_shape(shape, &cfg->data, "data_shape")) goto fail;
+    if (K < 1 || K > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "latent_dim must be in [1, %d], got %d", VAE_MAX_WIDTH, K);
+        goto fail;
+    }
+    cfg->K = K;
+    if (parse_stack(gen, cfg->gen, &cfg->n_gen, "generator") ||
+        parse_stack(disc, cfg->disc, &cfg->n_disc, "discriminator"))
+        goto fail;
+    int typenum;
+    if (parse_dtype(dtype, &typenum)) goto fail;
+    g = (GanObject *)type->tp_alloc(type, 0);
+    if (!g) goto fail;
+    int err = gan_layout(&g->G, cfg);
+    if (err) { set_core_error(err, "Gan"); goto fail; }
+    const GanLayout *L = &g->G;
+    if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "Gan parameters"); goto fail; }
+    ModelObject *m = &g->base;
+    m->L.cfg.K = K;
+    m->L.D = L->D;
+    m->L.num_params = L->num_params;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
+    PyMem_Free(cfg);
+    return (PyObject *)g;
+fail:
+    PyMem_Free(cfg);
+    Py_XDECREF(g);
+    return NULL;
+}
+
+static void Gan_dealloc(GanObject *g)
+{
+    gan_step_buffers_free(&g->gsb);
+    Model_dealloc(&g->base);
+}
+
+PyDoc_STRVAR(gan_layout_doc,
+"layout($self, /)\n--\n\n"
+"The parameter layout: a list of (name, offset, shape) in buffer order: gen.i.W and\n"
+"gen.i.b for each generator layer i with parameters, then disc.i.W and disc.i.b.");
+
+static PyObject *Gan_layout(GanObject *g, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    if (add_stack(list, "gen", &g->G.gen) || add_stack(list, "disc", &g->G.disc)) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+PyDoc_STRVAR(generate_doc,
+"generate($self, z, /)\n--\n\n"
+"The generator's output G(z), (n, D), for z (n, latent_dim).");
+
+static PyObject *Gan_generate(GanObject *g, PyObject *z_obj)
+{
+    ModelObject *m = &g->base;
+    PyArrayObject *z = check_matrix(m, z_obj, "z", -1, g->G.cfg.K);
+    if (!z || check_finite(m, z, "z")) return NULL;
+    npy_intp n = PyArray_DIM(z, 0);
+    PyArrayObject *out = new_matrix(m, n, (npy_intp)g->G.D);
+    if (!out) return NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = gan_generate_rows(m->k, &g->G, g_threads, PyArray_DATA(m->params), PyArray_DATA(z), (size_t)n,
+                            PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "generate");
+    }
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(discriminate_doc,
+"discriminate($self, x, /)\n--\n\n"
+"The discriminator's logits D(x), (n, 1), for x (n, D).");
+
+static PyObject *Gan_discriminate(GanObject *g, PyObject *x_obj)
+{
+    ModelObject *m = &g->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)g->G.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    PyArrayObject *out = new_matrix(m, n, 1);
+    if (!out) return NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = gan_discriminate_rows(m->k, &g->G, g_threads, PyArray_DATA(m->params), PyArray_DATA(x), (size_t)n,
+                                PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "discriminate");
+    }
+    return (PyObject *)out;
+}
+
+/* a new (P,) gradient array when want, else NULL with *ok = 1; NULL with *ok = 0 on failure */
+static PyArrayObject *new_grad(GanObject *g, int want, int *ok)
+{
+    *ok = 1;
+    if (!want) return NULL;
+    npy_intp P = (npy_intp)g->G.num_params;
+    PyArrayObject *grad = (PyArrayObject *)PyArray_EMPTY(1, &P, g->base.typenum, 0);
+    *ok = grad != NULL;
+    return grad;
+}
+
+/* (stats, grad) or (stats, None) */
+static PyObject *stats_and_grad(PyObject *stats, PyArrayObject *grad)
+{
+    if (!stats) {
+        Py_XDECREF(grad);
+        return NULL;
+    }
+    if (!grad) return Py_BuildValue("NO", stats, Py_None);
+    return Py_BuildValue("NN", stats, grad);
+}
+
+PyDoc_STRVAR(d_loss_doc,
+"d_loss($self, x, z, grad, /)\n--\n\n"
+"((d_loss, acc_real, acc_fake), grad) for real rows x (n, D) and noise z (m, latent_dim):\n"
+"d_loss = mean_i softplus(-D(x_i)) + mean_j softplus(D(G(z_j))); grad (num_params,) is\n"
+"d d_loss / d params (zero on the generator's part) when grad is true, else None.");
+
+static PyObject *Gan_d_loss(GanObject *g, PyObject *args)
+{
+    PyObject *x_obj, *z_obj;
+    int want;
+    if (!PyArg_ParseTuple(args, "OOp:d_loss", &x_obj, &z_obj, &want)) return NULL;
+    ModelObject *m = &g->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)g->G.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    PyArrayObject *z = check_matrix(m, z_obj, "z", -1, g->G.cfg.K);
+    if (!z || check_finite(m, z, "z")) return NULL;
+    int ok;
+    PyArrayObject *grad = new_grad(g, want, &ok);
+    if (!ok) return NULL;
+    GanStats st;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = gan_d_loss_rows(m->k, &g->G, g_threads, PyArray_DATA(m->params), PyArray_DATA(x),
+                          (size_t)PyArray_DIM(x, 0), PyArray_DATA(z), (size_t)PyArray_DIM(z, 0), &st,
+                          grad ? PyArray_DATA(grad) : NULL);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_XDECREF(grad);
+        return set_core_error(err, "d_loss");
+    }
+    return stats_and_grad(Py_BuildValue("(ddd)", st.d_loss, st.acc_real, st.acc_fake), grad);
+}
+
+PyDoc_STRVAR(g_loss_doc,
+"g_loss($self, z, grad, /)\n--\n\n"
+"(g_loss, grad) for noise z (m, latent_dim): g_loss = mean_j softplus(-D(G(z_j))); grad\n"
+"(num_params,) is d g_loss / d params (zero on the discriminator's part) when grad is\n"
+"true, else None.");
+
+static PyObject *Gan_g_loss(GanObject *g, PyObject *args)
+{
+    PyObject *z_obj;
+    int want;
+    if (!PyArg_ParseTuple(args, "Op:g_loss", &z_obj, &want)) return NULL;
+    ModelObject *m = &g->base;
+    PyArrayObject *z = check_matrix(m, z_obj, "z", -1, g->G.cfg.K);
+    if (!z || check_finite(m, z, "z")) return NULL;
+    int ok;
+    PyArrayObject *grad = new_grad(g, want, &ok);
+    if (!ok) return NULL;
+    GanStats st;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = gan_g_loss_rows(m->k, &g->G, g_threads, PyArray_DATA(m->params), PyArray_DATA(z),
+                          (size_t)PyArray_DIM(z, 0), &st, grad ? PyArray_DATA(grad) : NULL);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_XDECREF(grad);
+        return set_core_error(err, "g_loss");
+    }
+    return stats_and_grad(PyFloat_FromDouble(st.g_loss), grad);
+}
+
+/* one network's optimizer from the tuple (kind, lr, beta1, beta2, eps, momentum, clip_norm, t, s1, s2)
+ * (vaecore.Adam/SGD._core_args()); s1 and s2 must be (P,) state arrays (s2 may be None for SGD) */
+static int parse_gan_optim(ModelObject *m, PyObject *obj, const char *name, GanOptState *o, PyArrayObject **arrays)
+{
+    PyObject *t_obj, *s1_obj, *s2_obj;
+    VaeOptim *opt = &o->opt;
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 10) {
+        PyErr_Format(PyExc_TypeError, "%s must be a tuple (kind, lr, beta1, beta2, eps, momentum, clip_norm, t, "
+                     "s1, s2), got %.200s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(obj, "iddddddOOO", &opt->kind, &opt->lr, &opt->beta1, &opt->beta2, &opt->eps,
+                          &opt->momentum, &opt->clip_norm, &t_obj, &s1_obj, &s2_obj))
+        return -1;
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s: ", name);
+    if (check_optim(opt, obj, 1, prefix)) return -1;
+    PyArrayObject *t = check_counter(t_obj), *s1, *s2 = NULL;
+    if (!t || !(s1 = check_state(m, s1_obj, "s1"))) return -1;
+    if (opt->kind == OPT_ADAM || s2_obj != Py_None) {
+        if (!(s2 = check_state(m, s2_obj, "s2"))) return -1;
+    }
+    o->t = (int64_t *)PyArray_DATA(t);
+    o->s1 = PyArray_DATA(s1);
+    o->s2 = s2 ? PyArray_DATA(s2) : NULL;
+    arrays[0] = t;
+    arrays[1] = s1;
+    arrays[2] = s2;
+    return 0;
+}
+
+PyDoc_STRVAR(gan_train_step_doc,
+"train_step($self, x, k, opt_g, opt_d, /)\n--\n\n"
+"One training step on x (k * b, D): k discriminator updates, each on b real rows and b\n"
+"fakes from fresh noise of the GAN's generator, then one generator update on the last\n"
+"fakes. opt_g and opt_d are the two networks' optimizers as tuples (kind, lr, beta1,\n"
+"beta2, eps, momentum, clip_norm, t, s1, s2). Returns (d_loss, g_loss, acc_real,\n"
+"acc_fake) before the updates; raises FloatingPointError, changing nothing, if a loss,\n"
+"a gradient or an update is not finite.");
+
+static PyObject *Gan_train_step(GanObject *g, PyObject *args)
+{
+    PyObject *x_obj, *og_obj, *od_obj;
+    int k;
+    if (!PyArg_ParseTuple(args, "OiOO:train_step", &x_obj, &k, &og_obj, &od_obj)) return NULL;
+    ModelObject *m = &g->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)g->G.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    if (k < 1 || n % k)
+        return PyErr_Format(PyExc_ValueError, "k must be an int >= 1 that divides the rows of x (%zd), got %d",
+                            (Py_ssize_t)n, k);
+    GanOptState og, od;
+    PyArrayObject *arr[7] = {NULL};
+    if (parse_gan_optim(m, og_obj, "opt_g", &og, arr) || parse_gan_optim(m, od_obj, "opt_d", &od, arr + 3))
+        return NULL;
+    arr[6] = m->params;
+    /* nothing that the step reads or writes may share memory with anything it writes */
+    const char *names[7] = {"opt_g's t", "opt_g's s1", "opt_g's s2", "opt_d's t", "opt_d's s1", "opt_d's s2",
+                            "params"};
+    for (int i = 0; i < 7; i++) {
+        if (arr[i] && overlaps(PyArray_DATA(x), nbytes(x), PyArray_DATA(arr[i]), nbytes(arr[i])))
+            return PyErr_Format(PyExc_ValueError, "x must not share memory with %s", names[i]);
+        for (int j = i + 1; j < 7; j++)
+            if (arr[i] && arr[j] && overlaps(PyArray_DATA(arr[i]), nbytes(arr[i]), PyArray_DATA(arr[j]), nbytes(arr[j])))
+                return PyErr_Format(PyExc_ValueError, "%s must not share memory with %s", names[i], names[j]);
+    }
+    GanStats st;
+    int err;
+    lock_model(m);
+    Py_BEGIN_ALLOW_THREADS
+    err = gan_train_rows(m->k, &g->G, &g->gsb, g_threads, PyArray_DATA(m->params), &og, &od, PyArray_DATA(x),
+                         (size_t)n, k, &m->rng, &st);
+    Py_END_ALLOW_THREADS
+    unlock_model(m);
+    if (err) return set_core_error(err, "train_step");
+    return Py_BuildValue("(dddd)", st.d_loss, st.g_loss, st.acc_real, st.acc_fake);
+}
+
+static PyObject *Gan_get_config(GanObject *g, void *Py_UNUSED(c))
+{
+    const GanConfig *c = &g->G.cfg;
+    PyObject *shape = c->data.rank == 1 ? Py_BuildValue("(i)", c->data.c)
+                                        : Py_BuildValue("(iii)", c->data.c, c->data.h, c->data.w);
+    PyObject *gen = stack_specs(c->gen, c->n_gen), *disc = stack_specs(c->disc, c->n_disc);
+    if (!shape || !gen || !disc) {
+        Py_XDECREF(shape); Py_XDECREF(gen); Py_XDECREF(disc);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:i,s:N,s:N,s:s}", "data_shape", shape, "latent_dim", c->K, "generator", gen,
+                         "discriminator", disc, "dtype", dtype_name(g->base.typenum));
+}
+
+static PyObject *Gan_get_num_gen(GanObject *g, void *Py_UNUSED(c)) { return PyLong_FromSize_t(g->G.num_gen); }
+
+static PyMethodDef Gan_methods[] = {
+    {"layout", (PyCFunction)Gan_layout, METH_NOARGS, gan_layout_doc},
+    {"normal", (PyCFunction)Model_normal, METH_VARARGS, normal_doc},
+    {"generate", (PyCFunction)Gan_generate, METH_O, generate_doc},
+    {"discriminate", (PyCFunction)Gan_discriminate, METH_O, discriminate_doc},
+    {"d_loss", (PyCFunction)Gan_d_loss, METH_VARARGS, d_loss_doc},
+    {"g_loss", (PyCFunction)Gan_g_loss, METH_VARARGS, g_loss_doc},
+    {"train_step", (PyCFunction)Gan_train_step, METH_VARARGS, gan_train_step_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Gan_getset[] = {
+    {"params", (getter)Model_get_params, NULL, "(num_params,) the live parameter buffer", NULL},
+    {"num_params", (getter)Model_get_num_params, NULL, "number of parameters", NULL},
+    {"num_gen_params", (getter)Gan_get_num_gen, NULL, "number of the generator's parameters (they come first)", NULL},
+    {"dtype", (getter)Model_get_dtype, NULL, "'float32' or 'float64'", NULL},
+    {"config", (getter)Gan_get_config, NULL, "the configuration as a dict", NULL},
+    {"rng_state", (getter)Model_get_rng_state, (setter)Model_set_rng_state,
+     "the xoshiro256** state of the GAN's generator of noise, a tuple of 4 ints", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Gan_doc,
+"Gan(data_shape, latent_dim, generator, discriminator, dtype, seed)\n"
+"--\n\n"
+"The low-level GAN of vaecore's C core: a generator stack (latent_dim -> data) and a\n"
+"discriminator stack (data -> one logit), in one flat parameter buffer (the\n"
+"generator's first). Parameters start at zero; vaecore.GAN initialises them. Use\n"
+"vaecore.GAN, not this.");
+
+static PyType_Slot Gan_slots[] = {
+    {Py_tp_new, Gan_new},
+    {Py_tp_dealloc, Gan_dealloc},
+    {Py_tp_methods, Gan_methods},
+    {Py_tp_getset, Gan_getset},
+    {Py_tp_doc, (void *)Gan_doc},
+    {0, NULL},
+};
+
+static PyType_Spec Gan_spec = {
+    .name = "vaecore._core.Gan",
+    .basicsize = sizeof(GanObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Gan_slots,
 };
 
 /* ---------------------------------------------------- module functions */
@@ -1124,6 +1514,12 @@ static int core_exec(PyObject *module)
     if (!type) return -1;
     if (PyModule_AddObject(module, "Model", type) < 0) {
         Py_DECREF(type);
+        return -1;
+    }
+    PyObject *gan_type = PyType_FromModuleAndSpec(module, &Gan_spec, NULL);
+    if (!gan_type) return -1;
+    if (PyModule_AddObject(module, "Gan", gan_type) < 0) {
+        Py_DECREF(gan_type);
         return -1;
     }
     if (add_names(module, "ACTIVATIONS", ACT_NAMES, ACT_COUNT) || add_names(module, "LIKELIHOODS", LIK_NAMES, LIK_COUNT))

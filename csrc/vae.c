@@ -93,7 +93,8 @@ static int derive(Layer *l, const LayerSpec *spec, VaeShape in)
 }
 
 /* the layers of one stack from its specs, their parameters appended to the buffer */
-static int build_stack(VaeLayout *L, VaeStack *st, const LayerSpec *specs, int n, VaeShape in, VaeShape *out)
+int vae_build_stack(VaeStack *st, const LayerSpec *specs, int n, VaeShape in, VaeShape *out, size_t *num_params,
+                    size_t *max_row)
 {
     if (n < 0 || n > VAE_MAX_LAYERS) return VAE_ERR_CONFIG;
     st->n = n;
@@ -105,10 +106,10 @@ static int build_stack(VaeLayout *L, VaeStack *st, const LayerSpec *specs, int n
         if (err) return err;
         if (l->nw) {
             if (st->first_param == n) st->first_param = i;
-            l->w = L->num_params;
-            if (add_mul(&L->num_params, l->nw, 1)) return VAE_ERR_OVERFLOW;
-            l->b = L->num_params;
-            if (add_mul(&L->num_params, l->nb, 1)) return VAE_ERR_OVERFLOW;
+            l->w = *num_params;
+            if (add_mul(num_params, l->nw, 1)) return VAE_ERR_OVERFLOW;
+            l->b = *num_params;
+            if (add_mul(num_params, l->nb, 1)) return VAE_ERR_OVERFLOW;
         }
         /* an activation works in place on a linear or conv output (their backward needs only
          * their input); after the stack's input or another activation it needs its own memory,
@@ -117,12 +118,17 @@ static int build_stack(VaeLayout *L, VaeStack *st, const LayerSpec *specs, int n
         if (l->nw) produced_by_params = 1;
         else if (l->kind == LAYER_ACT) produced_by_params = 0;
         size_t rin = vae_shape_size(l->in), rout = vae_shape_size(l->out);
-        if (rin > L->max_row) L->max_row = rin;
-        if (rout > L->max_row) L->max_row = rout;
+        if (rin > *max_row) *max_row = rin;
+        if (rout > *max_row) *max_row = rout;
         in = l->out;
     }
     *out = in;
     return VAE_OK;
+}
+
+static int build_stack(VaeLayout *L, VaeStack *st, const LayerSpec *specs, int n, VaeShape in, VaeShape *out)
+{
+    return vae_build_stack(st, specs, n, in, out, &L->num_params, &L->max_row);
 }
 
 static int linear_head(VaeLayout *L, Layer *l, size_t F, int K)
@@ -176,7 +182,7 @@ size_t vae_pack_len(size_t max_n)
 }
 
 /* place every layer output of a stack that needs memory of its own */
-static int place_stack(size_t *off, size_t *n, const VaeStack *st, size_t B, size_t *scratch)
+int vae_place_stack(size_t *off, size_t *n, const VaeStack *st, size_t B, size_t *scratch)
 {
     int err = VAE_OK;
     size_t prev = VAE_AT_INPUT;
@@ -204,12 +210,12 @@ int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads)
     size_t n = 0, scratch = 0;
     int err = VAE_OK;
     W->B = B;
-    err |= place_stack(W->enc, &n, &L->enc, B, &scratch);
+    err |= vae_place_stack(W->enc, &n, &L->enc, B, &scratch);
     W->mu = n;      err |= add_mul(&n, B, K);
     W->logvar = n;  err |= add_mul(&n, B, K);
     W->eps = n;     err |= add_mul(&n, B, K);
     W->z = n;       err |= add_mul(&n, B, K);
-    err |= place_stack(W->dec, &n, &L->dec, B, &scratch);
+    err |= vae_place_stack(W->dec, &n, &L->dec, B, &scratch);
     W->ga = n;      err |= add_mul(&n, B, L->max_row);
     W->gb = n;      err |= add_mul(&n, B, L->max_row);
     W->gmu = n;     err |= add_mul(&n, B, K);

@@ -163,6 +163,14 @@ int vae_layout(VaeLayout *L, const VaeConfig *cfg);
 int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads);
 size_t vae_pack_len(size_t max_n);
 size_t vae_shape_size(VaeShape s);
+/* one stack's layers from its specs for input shape `in`: their parameters appended at
+ * *num_params (advanced), *max_row raised to the largest row seen, the output shape in *out */
+int vae_build_stack(VaeStack *st, const LayerSpec *specs, int n, VaeShape in, VaeShape *out, size_t *num_params,
+                    size_t *max_row);
+/* offsets (from *n, advanced) of the outputs of a stack's layers for B rows that need memory of
+ * their own (aliased ones get the previous offset, VAE_AT_INPUT at first); *scratch raised to the
+ * conv scratch they need */
+int vae_place_stack(size_t *off, size_t *n, const VaeStack *st, size_t B, size_t *scratch);
 
 /* instruction sets with their own compiled kernels; vae_isa() picks the best
  * one this CPU runs */
@@ -207,6 +215,7 @@ typedef struct {
     void (*matmul)(void *C, const void *A, const void *B, size_t M, size_t N, size_t K, int trans_a,
                    int trans_b, int reference, void *pack, size_t pack_len, int threads);
     void (*activation)(void *a, size_t n, int act);
+    const struct GanKernels *gan;    /* the GAN's kernels of the same type and instruction set (gan.h) */
 } VaeKernels;
 
 extern const VaeKernels vae_kernels_f32, vae_kernels_f64;

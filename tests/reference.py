@@ -718,3 +718,109 @@ class ReferenceStackVAE:
         flat_grad = np.concatenate([grads[name].reshape(-1) for name in self.names])
         stats = (float(np.mean(recon + beta * kl)), float(np.mean(recon)), float(np.mean(kl)))
         return stats, flat_grad
+
+
+class ReferenceGAN:
+    """The GAN of Goodfellow et al. 2014 with the non-saturating generator loss, in float64, from a flat
+    params vector laid out as the C core's Gan.layout(): the generator's parameter layers (gen.i.W,
+    gen.i.b), then the discriminator's (disc.i.W, disc.i.b). Stacks as in ReferenceStackVAE.
+
+        d_loss = mean_i softplus(-D(x_i)) + mean_j softplus(D(G(z_j)))
+        g_loss = mean_j softplus(-D(G(z_j)))
+    """
+
+    def __init__(self, data_shape, latent_dim, generator, discriminator):
+        self.data_shape, self.K = tuple(data_shape), latent_dim
+        self.gen, self.disc = list(generator), list(discriminator)
+        self._stacks = ReferenceStackVAE.__new__(ReferenceStackVAE)   # only its stack forward/backward
+        self.names, self.shapes = [], []
+        shape = (latent_dim,)
+        for i, spec in enumerate(self.gen):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"gen.{i}", ps)
+        self.num_gen = sum(int(np.prod(s)) for s in self.shapes)
+        shape = self.data_shape
+        for i, spec in enumerate(self.disc):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"disc.{i}", ps)
+
+    _add = ReferenceStackVAE._add
+    unflatten = ReferenceStackVAE.unflatten
+
+    def _G(self, p, z):
+        out, tape = self._stacks._forward("gen", self.gen, p, z)
+        return out.reshape(z.shape[0], *self.data_shape), tape
+
+    def _D(self, p, x):
+        l, tape = self._stacks._forward("disc", self.disc, p, x.reshape(x.shape[0], *self.data_shape))
+        return l.reshape(-1), tape
+
+    def _flat(self, grads):
+        return np.concatenate([grads[n].reshape(-1) if n in grads else np.zeros(int(np.prod(s)))
+                               for n, s in zip(self.names, self.shapes)])
+
+    def generate(self, flat, z):
+        return self._G(self.unflatten(np.asarray(flat, np.float64)), z)[0].reshape(z.shape[0], -1)
+
+    def discriminate(self, flat, x):
+        return self._D(self.unflatten(np.asarray(flat, np.float64)), x)[0]
+
+    def d_loss_and_grad(self, flat, x, z):
+        """((d_loss, acc_real, acc_fake), grad (P,)) for real x (R, D) and noise z (B, K); the grad is
+        zero on the generator's part (G's output is a constant for D's update)."""
+        p = self.unflatten(np.asarray(flat, np.float64))
+        R, B = x.shape[0], z.shape[0]
+        fake, _ = self._G(p, z)
+        xd = np.concatenate([x.reshape(R, *self.data_shape), fake])
+        l, tape = self._D(p, xd)
+        lr_, lf = l[:R], l[R:]
+        d_loss = softplus(-lr_).mean() + softplus(lf).mean()
+        dl = np.concatenate([(sigmoid(lr_) - 1) / R, sigmoid(lf) / B])   # d softplus(-l)/dl = sigmoid(l) - 1
+        grads = {}
+        self._stacks._backward("disc", p, dl.reshape(R + B, 1), tape, grads)
+        return (float(d_loss), float((lr_ > 0).mean()), float((lf < 0).mean())), self._flat(grads)
+
+    def g_loss_and_grad(self, flat, z):
+        """(g_loss, grad (P,)) for noise z (B, K); zero on the discriminator's part."""
+        p = self.unflatten(np.asarray(flat, np.float64))
+        B = z.shape[0]
+        raw, gtape = self._stacks._forward("gen", self.gen, p, z)     # G's output, flat or image-shaped
+        l, dtape = self._D(p, raw.reshape(B, *self.data_shape))
+        g_loss = softplus(-l).mean()
+        d_grads, grads = {}, {}
+        dfake = self._stacks._backward("disc", p, ((sigmoid(l) - 1) / B).reshape(B, 1), dtape, d_grads)
+        self._stacks._backward("gen", p, dfake.reshape(raw.shape), gtape, grads)
+        return float(g_loss), self._flat(grads)
+
+    def train_step(self, flat, x, zs, opt_g, opt_d):
+        """One step as the C core takes it: for each z in zs (k of them) a discriminator update on the
+        matching real batch of x (k B rows) and G(z); then a generator update on the last z, scored by
+        the updated discriminator. opt_g / opt_d are reference optimizers (Adam, SGD) stepping the whole
+        buffer with a gradient that is zero off their own network, so only the moments of their own
+        part move. Returns (mean d_loss, g_loss) and updates flat in place."""
+        k, B = len(zs), zs[0].shape[0]
+        G = self.num_gen
+        d_sum = 0.0
+        for s, z in enumerate(zs):
+            (d, _, _), grad = self.d_loss_and_grad(flat, x[s * B:(s + 1) * B], z)
+            d_sum += d
+            part = flat[G:]                    # a view: the optimizer updates D's part only
+            opt_d.step_part(part, grad[G:], G)
+        g, grad = self.g_loss_and_grad(flat, zs[-1])
+        opt_g.step_part(flat[:G], grad[:G], 0)
+        return d_sum / k, g
+
+
+class PartAdam(Adam):
+    """Adam on one part [off, off + n) of a flat buffer, its moments kept for that part only."""
+
+    def step_part(self, part, grad, off):
+        n = part.size
+        if self.clip_norm is not None:
+            grad, _ = clip_grad_norm(grad, self.clip_norm)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        m, v = self.m[off:off + n], self.v[off:off + n]
+        m[...] = b1 * m + (1.0 - b1) * grad
+        v[...] = b2 * v + (1.0 - b2) * grad * grad
+        part -= self.lr * (m / (1.0 - b1 ** self.t)) / (np.sqrt(v / (1.0 - b2 ** self.t)) + self.eps)

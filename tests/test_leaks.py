@@ -278,6 +278,63 @@ CASES = {
 }
 
 
+
+@functools.cache
+def gan_world():
+    """A GAN, its low-level core and its arguments, built once."""
+    G = types.SimpleNamespace()
+    rng = np.random.default_rng(1)
+    G.g = vaecore.GAN(2, 2, generator_hidden=(8,), discriminator_hidden=(8,), dtype="float64", seed=0)
+    G.core = G.g._core
+    G.opt_g, G.opt_d = G.g.optimizers(lr=1e-4)
+    G.x, G.z = rng.normal(size=(16, 2)), rng.normal(size=(8, 2))
+    G.x32, G.bad = G.x.astype(np.float32), np.zeros((3, 5))
+    G.huge = np.full((16, 2), 1e300)
+    G.img = _core.Gan((1, 4, 4), 2, [(0, 16), (5, 1, 4, 4), (1, 1, 3, 3, 1, 1, 1, 1)],
+                      [(1, 2, 3, 3, 1, 1, 1, 1), (3, 4), (4,), (0, 1)], "float32", 0)
+    G.img.params[...] = rng.normal(size=G.img.num_params) * 0.1
+    G.ix, G.iz = rng.random((6, 16)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+    G.path = os.path.join(world().dir, "g.npz")
+    G.g.save(G.path, optimizers=(G.opt_g, G.opt_d))
+    G.X = datasets.ring_of_gaussians(64, seed=0)[0]
+    return G
+
+
+CASES.update({
+    # ---- vaecore._core.Gan and vaecore.GAN, success and error paths
+    "gan.core.generate": (MANY, None, lambda W: (gan_world().core.generate, (gan_world().z,))),
+    "gan.core.generate/bad": (MANY, ValueError, lambda W: (gan_world().core.generate, (gan_world().bad,))),
+    "gan.core.discriminate": (MANY, None, lambda W: (gan_world().core.discriminate, (gan_world().x,))),
+    "gan.core.discriminate/dtype": (MANY, TypeError, lambda W: (gan_world().core.discriminate, (gan_world().x32,))),
+    "gan.core.d_loss": (MANY, None, lambda W: (gan_world().core.d_loss, (gan_world().x, gan_world().z, True))),
+    "gan.core.d_loss/no grad": (MANY, None, lambda W: (gan_world().core.d_loss, (gan_world().x, gan_world().z, False))),
+    "gan.core.g_loss": (MANY, None, lambda W: (gan_world().core.g_loss, (gan_world().z, True))),
+    "gan.core.g_loss/bad": (MANY, ValueError, lambda W: (gan_world().core.g_loss, (gan_world().bad, True))),
+    "gan.core.layout": (MANY, None, lambda W: (gan_world().core.layout, ())),
+    "gan.core.config": (MANY, None, lambda W: (getattr, (gan_world().core, "config"))),
+    "gan.core.conv d_loss": (SOME, None, lambda W: (gan_world().img.d_loss, (gan_world().ix, gan_world().iz, True))),
+    "gan.core.conv g_loss": (SOME, None, lambda W: (gan_world().img.g_loss, (gan_world().iz, True))),
+    "gan.core.new": (SOME, None, lambda W: (_core.Gan, ((2,), 2, [(0, 8), (3, 1), (0, 2)], [(0, 1)], "float32", 0))),
+    "gan.core.new/bad": (SOME, ValueError, lambda W: (_core.Gan, ((2,), 2, [(0, 3)], [(0, 1)], "float32", 0))),
+    "gan.train_step": (SOME, None, lambda W: (gan_world().g.train_step, (gan_world().x, gan_world().opt_g,
+                                                                          gan_world().opt_d))),
+    "gan.train_step/k": (SOME, None, lambda W: (functools.partial(gan_world().g.train_step, k=2),
+                                                (gan_world().x, gan_world().opt_g, gan_world().opt_d))),
+    "gan.train_step/diverges": (SOME, FloatingPointError,
+                                lambda W: (gan_world().g.train_step, (gan_world().huge, gan_world().opt_g,
+                                                                      gan_world().opt_d))),
+    "gan.train_step/same optimizer": (SOME, ValueError,
+                                      lambda W: (gan_world().g.train_step, (gan_world().x, gan_world().opt_g,
+                                                                            gan_world().opt_g))),
+    "gan.generate": (SOME, None, lambda W: (gan_world().g.generate, (5,))),
+    "gan.d_loss_and_grad": (SOME, None, lambda W: (gan_world().g.d_loss_and_grad, (gan_world().x, gan_world().z))),
+    "gan.load": (FEW, None, lambda W: (vaecore.load, (gan_world().path,))),
+    "gan.pickle": (FEW, None, lambda W: (lambda g: pickle.loads(pickle.dumps(g)), (gan_world().g,))),
+    "gan.fit": (FEW // 10, None, lambda W: (functools.partial(vaecore.fit, progress=False, epochs=1, batch_size=32),
+                                             (vaecore.GAN(2, 2, generator_hidden=(4,), discriminator_hidden=(4,)),
+                                              gan_world().X))),
+})
+
 def fit_quietly(*args, **kwargs):
     """fit on W.x, whose 4 columns in [0, 1] are too narrow for an active latent unit: the collapse warning
     (tests/test_fit_extras.py) is expected and kept out of the measurement."""

@@ -37,6 +37,7 @@ NOTEBOOKS = (
     "04_fashion_mnist.ipynb",
     "05_beta_vae_disentanglement.ipynb",
     "06_theory_checks.ipynb",
+    "07_vae_vs_gan.ipynb",
 )
 CELL_TIMEOUT = 600    # seconds; each notebook is meant to run in well under 3 minutes in all
 MAX_BYTES = 3_000_000

@@ -1,7 +1,8 @@
 """vaecore: Variational Autoencoders with a small, readable C core.
 
 Learn, teach and experiment with VAEs (Kingma & Welling 2014) and beta-VAEs
-(Higgins et al. 2017) on an ordinary CPU. The C core (``vaecore._core``) does
+(Higgins et al. 2017) on an ordinary CPU, and GANs (Goodfellow et al. 2014) on the
+same core to compare them with. The C core (``vaecore._core``) does
 the forward pass, the exact backward pass, reparameterized sampling, the losses
 and the optimizers on contiguous float32/float64 NumPy arrays; this package
 holds the models' Python API, the training loop, data sets and plots.
@@ -15,13 +16,14 @@ from . import datasets, layers, metrics
 from ._core import get_num_threads, set_num_threads
 from .latent import interpolate
 from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig, load
+from .gan import GAN, GANHistory, fit_gan
 from .train import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "History", "EarlyStopping",
-           "interpolate", "datasets",
-           "layers", "metrics", "plot", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["VAE", "AE", "GAN", "GANHistory", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "fit_gan",
+           "History", "EarlyStopping", "interpolate", "datasets", "layers", "metrics", "plot", "set_num_threads",
+           "get_num_threads", "__version__"]
 
 
 def __getattr__(name):

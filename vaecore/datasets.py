@@ -46,6 +46,7 @@ __all__ = [
     "moons",
     "rings",
     "gaussian_mixture",
+    "ring_of_gaussians",
     "digits",
     "load_idx",
     "fashion_mnist",
@@ -268,6 +269,45 @@ def gaussian_mixture(n=2000, k=8, radius=1.0, std=0.05, seed=0):
 
     order = rng.permutation(n)
     return X[order], y[order]
+
+
+def ring_of_gaussians(n=2000, modes=8, radius=2.0, std=0.02, seed=0):
+    """The ring of Gaussians of Metz et al. 2017 ("Unrolled Generative Adversarial Networks").
+
+    The benchmark of mode collapse: ``modes`` narrow Gaussians with means
+    ``radius * (cos(2 pi j / modes), sin(2 pi j / modes))`` and standard
+    deviation ``std``. It is :func:`gaussian_mixture` with that paper's
+    defaults (8 modes on a circle of radius 2, std 0.02); the same seed gives
+    the same arrays as ``gaussian_mixture(n, modes, radius, std, seed)``.
+    Measure a model on it with :func:`vaecore.metrics.mode_coverage`.
+
+    Parameters
+    ----------
+    n : int, default 2000
+        Number of points, >= ``modes``.
+    modes : int, default 8
+        Number of Gaussians, >= 1.
+    radius : float, default 2.0
+        Radius of the circle of means, >= 0.
+    std : float, default 0.02
+        Standard deviation of each Gaussian, >= 0.
+    seed : int, default 0
+        Seed for ``np.random.default_rng``.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n, 2)
+    mode : ndarray of int64, shape (n,)
+        The Gaussian each point was drawn from, in ``0 .. modes - 1``.
+
+    Examples
+    --------
+    >>> X, mode = ring_of_gaussians(800, seed=1)
+    >>> X.shape, int(mode.max())
+    ((800, 2), 7)
+    """
+    modes = check_int(modes, "modes", low=1, high=_MAX_SIZE)
+    return gaussian_mixture(n, modes, radius, std, seed)
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mutual_information", "mig"]
+__all__ = ["mutual_information", "mig", "mode_coverage"]
 
 
 def _check_inputs(latents, factors, n_bins):
@@ -214,3 +214,44 @@ def mig(latents, factors, n_bins=20):
             "so MIG is undefined; expected at least one factor taking two or more values"
         )
     return float(np.clip(np.mean(gaps), 0.0, 1.0))
+
+
+def mode_coverage(samples, modes=8, radius=2.0, std=0.02, n_std=3.0, min_share=0.01):
+    """How many modes of a ring of Gaussians the samples cover, and how many samples are good.
+
+    The measures of mode collapse on :func:`vaecore.datasets.ring_of_gaussians`
+    (Metz et al. 2017; Srivastava et al. 2017, "VEEGAN"): a sample is of
+    *high quality* when it lies within ``n_std`` standard deviations of the
+    nearest mode's mean, and a mode is *covered* when at least ``min_share``
+    of all samples are high-quality samples at that mode (at least one).
+
+    Parameters
+    ----------
+    samples : array_like, shape (n, 2)
+    modes, radius, std : as for ``ring_of_gaussians``
+    n_std : float, default 3.0
+    min_share : float, default 0.01
+
+    Returns
+    -------
+    dict
+        ``modes_covered`` (int, of ``modes``), ``high_quality`` (float, the
+        share of high-quality samples) and ``per_mode`` (ndarray of int64,
+        shape (modes,): the high-quality samples at each mode).
+    """
+    S = np.asarray(samples, dtype=np.float64)
+    if S.ndim != 2 or S.shape[1] != 2 or S.shape[0] < 1:
+        raise ValueError(f"samples must have shape (n, 2) with n >= 1, got {S.shape}")
+    if not np.isfinite(S).all():
+        raise ValueError("samples must be finite")
+    if isinstance(modes, bool) or not isinstance(modes, (int, np.integer)) or modes < 1:
+        raise ValueError(f"modes must be an int >= 1, got {modes!r}")
+    angle = 2.0 * np.pi * np.arange(modes) / modes
+    centres = radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)          # (modes, 2)
+    dist = np.linalg.norm(S[:, None, :] - centres[None, :, :], axis=2)           # (n, modes)
+    nearest = dist.argmin(axis=1)
+    good = dist[np.arange(len(S)), nearest] <= n_std * std
+    per_mode = np.bincount(nearest[good], minlength=modes).astype(np.int64)
+    need = max(1, int(np.ceil(min_share * len(S))))
+    return {"modes_covered": int((per_mode >= need).sum()), "high_quality": float(good.mean()),
+            "per_mode": per_mode}

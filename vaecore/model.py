@@ -48,6 +48,40 @@ _RECTIFIERS = (L.ReLU, L.LeakyReLU, L.ELU)
 _DEFAULT_HIDDEN = (64, 64)
 
 
+def init_weights(core, sides, seed, fill=None):
+    """Initialise a C model's parameters in place, in layout order, from ``np.random.default_rng(seed)``.
+
+    Weights get Glorot's uniform rule (Glorot & Bengio 2010), or He's (He et
+    al. 2015) for a layer followed by relu, leaky_relu or elu; fan-in and
+    fan-out of a convolution count its kernel; biases start at zero.
+    ``sides`` maps a layout prefix ("enc", "gen", ...) to its stack's
+    LayerInfos; ``fill`` maps names to a constant (``dec.logvar``).
+    """
+    rng = np.random.default_rng(seed)
+    rectified = set()   # layers followed by a rectifier get He's bound
+    for side, infos in sides.items():
+        for info, nxt in zip(infos, infos[1:]):
+            if info.params and isinstance(nxt.layer, _RECTIFIERS):
+                rectified.add(f"{side}.{info.index}.W")
+    for name, off, shape in core.layout():
+        view = core.params[off:off + math.prod(shape)].reshape(shape)
+        if fill and name in fill:
+            view[...] = fill[name]
+        elif name.endswith(".b"):
+            view[...] = 0
+        else:
+            if len(shape) == 2:
+                fan_in, fan_out = shape
+            else:   # Conv2d (O, C, kh, kw) or ConvTranspose2d (C, O, kh, kw): count the kernel
+                k = shape[2] * shape[3]
+                side, index = name.split(".")[:2]
+                conv_t = isinstance(sides[side][int(index)].layer, L.ConvTranspose2d)
+                fan_in, fan_out = (shape[0] * k, shape[1] * k) if conv_t else (shape[1] * k, shape[0] * k)
+            # He's rule keeps the variance through rectifiers; Glorot's for the rest
+            bound = math.sqrt(6.0 / fan_in) if name in rectified else math.sqrt(6.0 / (fan_in + fan_out))
+            view[...] = rng.uniform(-bound, bound, size=shape)
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """The configuration of a :class:`VAE` or :class:`AE`: its constructor's arguments.
@@ -324,29 +358,9 @@ class VAE:
                 for name, off, shape in self._core.layout()]
 
     def _init_params(self, seed):
-        rng = np.random.default_rng(seed)
         enc_infos, dec_infos = self._infos
-        rectified = set()   # layers followed by a rectifier get He's bound
-        for side, infos in (("enc", enc_infos), ("dec", dec_infos)):
-            for info, nxt in zip(infos, infos[1:]):
-                if info.params and isinstance(nxt.layer, _RECTIFIERS):
-                    rectified.add(f"{side}.{info.index}.W")
-        for name, off, shape in self._core.layout():
-            view = self._core.params[off:off + math.prod(shape)].reshape(shape)
-            if name == "dec.logvar":
-                view[...] = self._cfg.decoder_logvar
-            elif name.endswith(".b"):
-                view[...] = 0
-            else:
-                if len(shape) == 2:
-                    fan_in, fan_out = shape
-                else:   # Conv2d (O, C, kh, kw) or ConvTranspose2d (C, O, kh, kw): count the kernel
-                    k = shape[2] * shape[3]
-                    conv_t = isinstance(self._layer_of(name), L.ConvTranspose2d)
-                    fan_in, fan_out = (shape[0] * k, shape[1] * k) if conv_t else (shape[1] * k, shape[0] * k)
-                # He's rule keeps the variance through rectifiers; Glorot's for the rest
-                bound = math.sqrt(6.0 / fan_in) if name in rectified else math.sqrt(6.0 / (fan_in + fan_out))
-                view[...] = rng.uniform(-bound, bound, size=shape)
+        init_weights(self._core, {"enc": enc_infos, "dec": dec_infos}, seed,
+                     fill={"dec.logvar": self._cfg.decoder_logvar})
 
     def _layer_of(self, name):
         side, index = name.split(".")[:2]
@@ -852,6 +866,13 @@ def _load(path, with_optimizer, cls=None):
     meta, arrays = _checked_load(path)
     name = _name(path)
     saved = meta.get("class")
+    if saved == "GAN":
+        if cls is not None:
+            raise ValueError(f"{name} holds a GAN, not {_a(cls.__name__)}: load it with vaecore.GAN.load or "
+                             f"vaecore.load")
+        from .gan import _from_saved   # a GAN's file: vaecore.load returns the GAN (and its two optimizers)
+
+        return _from_saved(meta, arrays, path, with_optimizer)
     kind = {"VAE": VAE, "AE": AE}.get(saved)
     if kind is None:
         raise ValueError(f"{name}: unknown model class {saved!r}")

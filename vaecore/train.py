@@ -345,12 +345,12 @@ def _resume(path, model, optimizer, rng, run):
 
 def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         seed=0, callbacks=(), progress=True, *, validation_data=None, checkpoint=None, checkpoint_every=1,
-        resume=False):
+        resume=False, k=1):
     """Train a model on X with shuffled mini-batches.
 
     Parameters
     ----------
-    model : VAE or AE
+    model : VAE, AE or GAN
     X : array_like, shape (n, input_dim)
         The training data (checked once, converted to the model's dtype).
     epochs : int, default 600
@@ -403,6 +403,13 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         never stopped. The checkpoint must come from this model
         configuration, data, validation data, ``batch_size`` and ``seed``.
 
+    k : int, default 1
+        A GAN only: discriminator updates per generator update.
+
+    A :class:`vaecore.GAN` is trained by :func:`vaecore.gan.fit_gan` with
+    epochs, batch_size, optimizer (a pair ``(opt_g, opt_d)``), lr, seed,
+    callbacks, progress and k; it returns a :class:`vaecore.gan.GANHistory`.
+
     Returns
     -------
     History
@@ -425,8 +432,17 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         and its optimizer are always at the same step; the checkpoint file
         keeps the last checkpointed epoch.
     """
+    from .gan import GAN, fit_gan
+
+    if isinstance(model, GAN):   # a GAN trains in its own loop (vaecore/gan.py)
+        if beta != 1.0 or validation_data is not None or checkpoint is not None or resume:
+            raise TypeError("beta, validation_data, checkpoint and resume are for a VAE; a GAN takes epochs, "
+                            "batch_size, optimizer=(opt_g, opt_d), lr, seed, callbacks, progress and k")
+        return fit_gan(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress, k=k)
     if not isinstance(model, VAE):
-        raise TypeError(f"model must be a vaecore.VAE or vaecore.AE, got {type(model).__name__}")
+        raise TypeError(f"model must be a vaecore.VAE, vaecore.AE or vaecore.GAN, got {type(model).__name__}")
+    if k != 1:
+        raise TypeError("k (discriminator steps per generator step) is for a GAN")
     epochs = check_int(epochs, "epochs", low=0)
     batch_size = check_int(batch_size, "batch_size")
     seed = check_seed(seed, high=SEED_MAX, allow_none=True)
