@@ -74,13 +74,7 @@ static void *alloc_work(const VaeKernels *k, GanWork *W, const GanLayout *L, siz
                         int *err)
 {
     *err = gan_work(W, L, R, B, threads);
-    if (*err || W->total > SIZE_MAX / k->itemsize) {
-        *err = VAE_ERR_OVERFLOW;
-        return NULL;
-    }
-    void *ws = malloc(W->total * k->itemsize + 1);
-    if (!ws) *err = VAE_ERR_NOMEM;
-    return ws;
+    return vae_alloc_items(W->total, k->itemsize, err);
 }
 
 static size_t chunk(size_t n) { return n < VAE_CHUNK_ROWS ? n : VAE_CHUNK_ROWS; }
@@ -157,10 +151,10 @@ static int grow(const VaeKernels *k, const GanLayout *L, GanStepBuffers *sb, con
 {
     const size_t isz = k->itemsize, P = L->num_params;
     if (W->total > SIZE_MAX / isz || P > SIZE_MAX / isz / 3) return VAE_ERR_OVERFLOW;
-    if (!sb->grads && !(sb->grads = malloc(P * isz + 1))) return VAE_ERR_NOMEM;
-    if (!sb->backup && !(sb->backup = malloc(3 * P * isz + 1))) return VAE_ERR_NOMEM;
+    if (!sb->grads && !(sb->grads = vae_alloc(P * isz + 1))) return VAE_ERR_NOMEM;
+    if (!sb->backup && !(sb->backup = vae_alloc(3 * P * isz + 1))) return VAE_ERR_NOMEM;
     if (sb->ws_len < W->total) {
-        void *bigger = malloc(W->total * isz);
+        void *bigger = vae_alloc(W->total * isz);
         if (!bigger) return VAE_ERR_NOMEM;
         free(sb->ws);
         sb->ws = bigger;

@@ -16,11 +16,13 @@
 
 #include "vae.h"
 
-/* n bytes for a large buffer (a work buffer, a gradient): from 2 MiB on, aligned to 2 MiB
- * and marked for transparent huge pages where the system has them, as NumPy does for its
- * arrays. A step reads megabytes of weights, gradients and activations scattered over
- * thousands of 4 KiB pages; in 2 MiB pages they need far fewer TLB entries (measured on
- * the wide workload: see bench/results). Freed with free(). */
+/* n bytes for a buffer that lives across calls (a model's work buffer and gradient): from
+ * 2 MiB on, aligned to 2 MiB and marked for transparent huge pages where the system has them,
+ * as NumPy does for its arrays. A step reads megabytes of weights, gradients and activations
+ * scattered over thousands of 4 KiB pages; in 2 MiB pages they need far fewer TLB entries.
+ * The buffer is touched at once, so that it is resident from the first step on (the kernel
+ * would otherwise fill in huge pages later, and the resident size would grow under a running
+ * model). Freed with free(). */
 void *vae_alloc(size_t n)
 {
     const size_t huge = (size_t)2 << 20;
@@ -30,6 +32,18 @@ void *vae_alloc(size_t n)
 #ifdef MADV_HUGEPAGE
     madvise(p, n, MADV_HUGEPAGE);   /* advice only: a refusal changes nothing but speed */
 #endif
+    memset(p, 0, n);
+    return p;
+}
+
+void *vae_alloc_items(size_t n, size_t itemsize, int *err)
+{
+    if (*err || n > (SIZE_MAX - 1) / itemsize) {
+        *err = VAE_ERR_OVERFLOW;
+        return NULL;
+    }
+    void *p = malloc(n * itemsize + 1);
+    if (!p) *err = VAE_ERR_NOMEM;
     return p;
 }
 
@@ -37,13 +51,7 @@ void *vae_alloc(size_t n)
 static void *alloc_work(const VaeKernels *k, VaeWork *W, const VaeLayout *L, size_t rows, int threads, int *err)
 {
     *err = vae_work(W, L, rows, threads);
-    if (*err || W->total > SIZE_MAX / k->itemsize) {
-        *err = VAE_ERR_OVERFLOW;
-        return NULL;
-    }
-    void *ws = vae_alloc(W->total * k->itemsize + 1);
-    if (!ws) *err = VAE_ERR_NOMEM;
-    return ws;
+    return vae_alloc_items(W->total, k->itemsize, err);
 }
 
 static size_t chunk(size_t n) { return n < VAE_CHUNK_ROWS ? n : VAE_CHUNK_ROWS; }

@@ -242,8 +242,13 @@ int vae_decode_rows(const VaeKernels *k, const VaeLayout *L, int threads, const 
 int vae_loss_rows(const VaeKernels *k, const VaeLayout *L, int threads, const void *params, const void *x,
                   const void *eps, size_t n, double beta, VaeStats *st, void *grads);
 
-/* n bytes, on huge pages when n is large and the system allows; release with free() */
+/* n bytes for a buffer that lives across calls: on huge pages when n is large and the system
+ * allows, all resident at once; release with free() */
 void *vae_alloc(size_t n);
+/* malloc of n items of itemsize bytes (and one spare byte), or NULL with *err set to
+ * VAE_ERR_OVERFLOW or VAE_ERR_NOMEM. A nonzero *err on entry (a size that could not be
+ * computed) allocates nothing and becomes VAE_ERR_OVERFLOW. */
+void *vae_alloc_items(size_t n, size_t itemsize, int *err);
 
 /* a model's training buffers, allocated on its first step and grown for larger batches only */
 typedef struct {
