@@ -15,12 +15,13 @@ from . import datasets, layers, metrics
 from ._core import get_num_threads, set_num_threads
 from .latent import interpolate
 from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig, load
+from .sweep import ModelBuilder, sweep, sweep_frame
 from .train import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
 __all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "History", "EarlyStopping",
-           "interpolate", "datasets",
+           "interpolate", "datasets", "sweep", "sweep_frame", "ModelBuilder",
            "layers", "metrics", "plot", "set_num_threads", "get_num_threads", "__version__"]
 
 
