@@ -265,3 +265,31 @@ def test_a_build_from_an_interactive_session_is_refused_for_local_processes(tmp_
     # an in-process executor can run it
     (r,) = vaecore.sweep(build, X, out=tmp_path / "out", epochs=1, progress=False, executor=InProcess())
     assert r["status"] == "ok"
+
+
+def test_runs_of_a_killed_local_worker_are_reported_and_redone_by_the_next_call(tmp_path):
+    # a process pool breaks when one of its processes dies: the runs it had not answered are reported
+    # as failed with "not run: ..." and not written, so the next call runs them
+    X, _ = W.data()
+    kw = dict(seeds=range(8), out=tmp_path, epochs=W.EPOCHS_SLOW, progress=False)
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+
+    def kill_a_worker_after_the_first_record():
+        deadline = time.monotonic() + 120
+        while not any(n.endswith(".json") for n in os.listdir(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = [p for p in me.children() if p.pid not in before
+                   and "resource_tracker" not in " ".join(p.cmdline())]
+        workers[0].kill()
+
+    os.makedirs(tmp_path, exist_ok=True)
+    t = threading.Thread(target=kill_a_worker_after_the_first_record)
+    t.start()
+    runs = vaecore.sweep(W.build, X, **kw)
+    t.join()
+    lost = [r for r in runs if r["status"] != "ok"]
+    assert lost and all(r["error"].startswith("not run: BrokenProcessPool") for r in lost)
+    assert all(not os.path.exists(tmp_path / (r["run_id"] + ".json")) for r in lost)
+    again = vaecore.sweep(W.build, X, **kw)
+    assert [r["status"] for r in again] == ["ok"] * 8
