@@ -8,6 +8,7 @@ round-trips exactly. The Dask executor is tested in test_sweep_dask.py.
 import concurrent.futures as cf
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -293,3 +294,73 @@ def test_runs_of_a_killed_local_worker_are_reported_and_redone_by_the_next_call(
     assert all(not os.path.exists(tmp_path / (r["run_id"] + ".json")) for r in lost)
     again = vaecore.sweep(W.build, X, **kw)
     assert [r["status"] for r in again] == ["ok"] * 8
+
+
+TOML = """\
+out = "sweeps/test"
+seeds = [0, 1]
+[data]
+path = "X.npy"
+[validation]
+path = "X_val.npy"
+[model]
+latent_dim = 2
+hidden = [16]
+[fit]
+epochs = 3
+batch_size = 32
+[grid]
+beta = [0.5, 2.0]
+"""
+
+
+def write_toml(folder, text=TOML):
+    X, X_val = W.data()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "X_val.npy", X_val)
+    (folder / "sweep.toml").write_text(text)
+    return folder / "sweep.toml"
+
+
+def test_command_line_sweep_from_a_toml_file(tmp_path, capsys):
+    from vaecore.experiments import main
+    from vaecore.sweep import load_config
+
+    path = write_toml(tmp_path)
+    assert main(["sweep", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"vaecore sweep: 4 runs in {tmp_path / 'sweeps' / 'test'}\n")
+    assert len(out.splitlines()) == 5 and out.count(" ok ") == 4 and "val_elbo" in out
+    # the same sweep from Python: the records are those the command wrote (nothing is redone)
+    kwargs = load_config(path)
+    assert isinstance(kwargs.pop("build"), vaecore.ModelBuilder)
+    X, X_val = W.data()
+    runs = vaecore.sweep(vaecore.ModelBuilder(input_dim=8, latent_dim=2, hidden=[16]), X, {"beta": [0.5, 2.0]},
+                         seeds=[0, 1], out=tmp_path / "sweeps" / "test", epochs=3, batch_size=32,
+                         validation_data=X_val, progress=False)
+    with open(tmp_path / "sweeps" / "test" / (runs[0]["run_id"] + ".json")) as f:
+        assert json.load(f) == runs[0]
+    # a failed run makes the exit status 1
+    path.write_text(TOML.replace("beta = [0.5, 2.0]", "lr = [1e9]"))
+    assert main(["sweep", str(path), "--no-progress"]) == 1
+    assert "failed  FloatingPointError" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (("seeds = [0, 1]", "seeds = [0, 1]\nsede = 3"), r"unknown key\(s\) \['sede'\] at the top level"),
+    (("[fit]", "[fit]\nseed = 3"), "sweep sets fit's 'seed' itself"),
+    (('path = "X.npy"', 'dataset = "nope"'), "dataset must name a vaecore.datasets loader"),
+    (('out = "sweeps/test"', ""), "out is required"),
+    (("latent_dim = 2", ""), r"\[model\] needs latent_dim"),
+    (("seeds = [0, 1]", 'seeds = [0, 1]\nbuild = "sweep_workload:build"'), "give build= or \\[model\\], not both"),
+    (("[grid]", "[grid"), "not valid TOML"),
+    (("beta = [0.5, 2.0]", "beta = []"), r"grid\['beta'\] is empty"),
+])
+def test_command_line_errors(tmp_path, capsys, change, message):
+    from vaecore.experiments import main
+
+    path = write_toml(tmp_path, TOML.replace(*change))
+    assert main(["sweep", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m vaecore sweep: ") and re.search(message, err), err
+    assert not os.path.exists(tmp_path / "sweeps")

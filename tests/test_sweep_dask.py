@@ -91,3 +91,22 @@ def test_a_diverging_run_is_recorded_as_failed_on_a_cluster(client, tmp_path):
                          executor=client, progress=False)
     assert [r["status"] for r in runs] == ["ok", "ok", "failed", "failed"]
     assert all(r["error"].startswith("FloatingPointError: epoch 0") for r in runs[2:])
+
+
+def test_command_line_with_a_scheduler(client, tmp_path, capsys):
+    from test_sweep import TOML, write_toml
+
+    from vaecore.experiments import main
+
+    text = TOML.replace("[model]\nlatent_dim = 2\nhidden = [16]\n", "")
+    path = write_toml(tmp_path, 'build = "sweep_workload:build"\nmetrics = "sweep_workload:metrics"\n' + text)
+    assert main(["sweep", str(path), "--scheduler", client.scheduler.address, "--no-progress"]) == 0
+    assert capsys.readouterr().out.count(" ok ") == 4
+    X, X_val = W.data()
+    serial = vaecore.sweep(W.build, X, {"beta": [0.5, 2.0]}, seeds=[0, 1], epochs=3, batch_size=32,
+                           validation_data=X_val, metrics=W.metrics, out=tmp_path / "serial", progress=False,
+                           executor=InProcess())
+    reused = vaecore.sweep(W.build, X, {"beta": [0.5, 2.0]}, seeds=[0, 1], epochs=3, batch_size=32,
+                           validation_data=X_val, metrics=W.metrics, out=tmp_path / "sweeps" / "test",
+                           progress=False, executor=InProcess())
+    assert compared(reused) == compared(serial)

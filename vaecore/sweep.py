@@ -590,3 +590,170 @@ def sweep_frame(runs):
         row.update(seconds=r.get("seconds"), host=r.get("host"), run_id=r.get("run_id"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- python -m vaecore sweep CONFIG.toml
+
+#: the tables and keys a sweep's TOML file may hold (see ``python -m vaecore sweep --help`` and the README)
+TOML_KEYS = {"": ("out", "seeds", "build", "metrics", "data", "validation", "model", "fit", "grid"),
+             "data": ("dataset", "args", "path"), "validation": ("dataset", "args", "path")}
+
+TOML_HELP = """\
+A sweep's TOML file (paths are relative to the file's folder):
+
+    out = "sweeps/digits"        # folder of the records and model files
+    seeds = [0, 1, 2, 3, 4]
+    build = "mymodule:build"     # optional: an importable function cfg -> model, else [model]
+    metrics = "mymodule:metrics" # optional: (model, cfg) -> dict of numbers
+
+    [data]                       # a vaecore.datasets loader (its first array) or a .npy file
+    dataset = "digits"
+    args = { split = "train" }   # or: path = "X.npy"
+
+    [validation]                 # optional, same form: held-out data for val_* and val_elbo
+    dataset = "digits"
+    args = { split = "test" }
+
+    [model]                      # without build=: vaecore.ModelBuilder(kind, **the rest);
+    kind = "VAE"                 # input_dim defaults to the data's width
+    latent_dim = 10
+    hidden = [256, 256]
+    likelihood = "bernoulli"
+
+    [fit]                        # epochs, batch_size, lr, beta (numbers)
+    epochs = 50
+    batch_size = 128
+
+    [grid]                       # one list per key; keys naming a fit or model argument set it
+    beta = [0.5, 1, 2, 4, 8]
+    latent_dim = [2, 10]
+"""
+
+
+def _import(spec, name):
+    """The object ``module:attribute`` names."""
+    import importlib
+
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"{name} must be 'module:function', got {spec!r}")
+    module, attr = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{name} = {spec!r} cannot be imported: {e}") from None
+
+
+def _load_data(table, name, folder):
+    from . import datasets
+
+    if not isinstance(table, dict):
+        raise ValueError(f"[{name}] must be a table with dataset= (and args=) or path=")
+    if ("path" in table) == ("dataset" in table):
+        raise ValueError(f"[{name}] needs exactly one of dataset= (a vaecore.datasets loader) and path= (.npy)")
+    if "path" in table:
+        return np.load(os.path.join(folder, table["path"]), allow_pickle=False)
+    loader = table["dataset"]
+    if not isinstance(loader, str) or loader.startswith("_") or not callable(getattr(datasets, loader, None)):
+        raise ValueError(f"[{name}] dataset must name a vaecore.datasets loader (digits, shapes, two_spirals, "
+                         f"...), got {loader!r}")
+    args = table.get("args", {})
+    if not isinstance(args, dict):
+        raise ValueError(f"[{name}] args must be a table of the loader's arguments, got {args!r}")
+    result = getattr(datasets, loader)(**args)
+    return result[0] if isinstance(result, tuple) else result
+
+
+def load_config(path):
+    """The keyword arguments of :func:`sweep` described by a TOML file (format: ``TOML_HELP``)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python 3.10
+        raise RuntimeError("reading a sweep's TOML file needs Python 3.11 or later (tomllib)") from None
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            cfg = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML: {e}") from None
+    for table, allowed in TOML_KEYS.items():
+        section = cfg if not table else cfg.get(table, {})
+        if isinstance(section, dict):
+            unknown = sorted(set(section) - set(allowed))
+            if unknown:
+                where = f"[{table}]" if table else "the top level"
+                raise ValueError(f"{path}: unknown key(s) {unknown} at {where}; allowed: {list(allowed)}")
+    for key in ("out", "data"):
+        if key not in cfg:
+            raise ValueError(f"{path}: {key} is required")
+    folder = os.path.dirname(os.path.abspath(path))
+    X = _load_data(cfg["data"], "data", folder)
+    kwargs = dict(X=X, out=os.path.join(folder, cfg["out"]), grid=cfg.get("grid", {}),
+                  seeds=cfg.get("seeds", [0]))
+    fit_args = cfg.get("fit", {})
+    if not isinstance(fit_args, dict):
+        raise ValueError(f"{path}: [fit] must be a table")
+    kwargs.update(fit_args)
+    if "validation" in cfg:
+        kwargs["validation_data"] = _load_data(cfg["validation"], "validation", folder)
+    if "build" in cfg:
+        if "model" in cfg:
+            raise ValueError(f"{path}: give build= or [model], not both")
+        kwargs["build"] = _import(cfg["build"], "build")
+    else:
+        model = dict(cfg.get("model", {}))
+        if "latent_dim" not in model and "latent_dim" not in kwargs["grid"]:
+            raise ValueError(f"{path}: [model] needs latent_dim (or the grid must set it), or give build=")
+        model.setdefault("input_dim", int(np.shape(X)[1]))
+        kwargs["build"] = ModelBuilder(model.pop("kind", "VAE"), **model)
+    if "metrics" in cfg:
+        kwargs["metrics"] = _import(cfg["metrics"], "metrics")
+    return kwargs
+
+
+def add_parser(sub):
+    """The ``sweep`` sub-command of ``python -m vaecore``."""
+    import argparse
+
+    s = sub.add_parser("sweep", help="run a sweep described by a TOML file (on local cores or a Dask cluster)",
+                       description=TOML_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("config", help="the sweep's TOML file")
+    s.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="a Dask scheduler's address (tcp://host:8786): run there instead of on local cores")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return s
+
+
+def run(args):
+    """Run the ``sweep`` sub-command from parsed arguments; prints one line per run. 0 when every run is ok."""
+    try:
+        kwargs = load_config(args.config)
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
+        print(f"python -m vaecore sweep: {e}", file=sys.stderr)
+        return 2
+    client = None
+    if args.scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            print("python -m vaecore sweep: --scheduler needs Dask: pip install 'vaecore[dask]'", file=sys.stderr)
+            return 2
+        client = Client(args.scheduler)
+    try:
+        runs = sweep(executor=client, progress=not args.no_progress, **kwargs)
+    except (ValueError, TypeError) as e:
+        print(f"python -m vaecore sweep: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    width = max(len(r["run_id"]) for r in runs)
+    print(f"vaecore sweep: {len(runs)} runs in {kwargs['out']}")
+    for r in runs:
+        if r["status"] == "ok":
+            m = r["metrics"]
+            text = "  ".join(f"{k} {m[k]:.4g}" for k in ("loss", "recon", "kl", "val_elbo") if k in m)
+            text += f"  active units {m['active_units']}"
+        else:
+            text = r["error"]
+        print(f"  {r['run_id']:<{width}}  {r['status']:<6}  {text}")
+    return 0 if all(r["status"] == "ok" for r in runs) else 1
