@@ -292,6 +292,10 @@ def markdown(results):
         L.append("Best of 5 timed batches of calls; 2·M·N·K flops per call.")
         L.append("")
 
+    if results.get("sweep"):   # bench/sweep_bench.py
+        from sweep_bench import markdown as sweep_markdown
+        L.append(sweep_markdown(results["sweep"]))
+
     if results["notes"]:
         L.append("**Notes**: " + " ".join(results["notes"]))
         L.append("")

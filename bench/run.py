@@ -75,6 +75,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, help="timed repeats per measurement (default 5; --quick 2)")
     ap.add_argument("--guard-steps", type=int, help="steps of the correctness guard (default: per workload, 60-300; --quick 20)")
     ap.add_argument("--no-gemm", action="store_true", help="skip the matrix-multiply micro-benchmark")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the sweep line (bench/sweep_bench.py)")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md/.json/.png (default bench/results)")
     ap.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the table and chart from a latest.json")
     args = ap.parse_args(argv)
@@ -400,6 +401,10 @@ def main(argv=None):
                         "no_torch": not torch_ok}, 1)
         g["shape"] = GEMM_SHAPE
         results["gemm"] = g
+
+    if not args.no_sweep:   # 20 runs: serial, vaecore.sweep's processes, a Dask LocalCluster
+        from sweep_bench import measure as measure_sweep
+        results["sweep"] = measure_sweep(quick=args.quick, log=log)
 
     results["seconds"] = time.perf_counter() - t_start
     out = Path(args.out)

@@ -40,12 +40,9 @@ def compared(records):
     return [{k: r[k] for k in COMPARED_FIELDS} for r in records]
 
 
-@pytest.fixture(autouse=True)
-def no_processes_left():
-    """Every worker process a test starts is gone when it ends (the stdlib's resource tracker aside)."""
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    yield
-    deadline = time.monotonic() + 30
+def assert_no_new_processes(before, timeout=30):
+    """No child process but those in ``before`` (pids) and the stdlib's resource tracker, after at most timeout s."""
+    deadline = time.monotonic() + timeout
     while True:
         left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before
                 and "resource_tracker" not in " ".join(p.cmdline())]
@@ -53,6 +50,14 @@ def no_processes_left():
             break
         time.sleep(0.1)
     assert not left, f"processes left behind: {[p.cmdline() for p in left]}"
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left():
+    """Every worker process a test starts is gone when it ends."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    assert_no_new_processes(before)
 
 
 def test_runs_are_the_in_process_fit_calls_bitwise(tmp_path):

@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 import sweep_workload as W
-from test_sweep import InProcess, compared
+from test_sweep import InProcess, assert_no_new_processes, compared
 
 import vaecore
 
@@ -33,14 +33,7 @@ def client():
     finally:
         c.close()
         cluster.close()
-    deadline = time.monotonic() + 30
-    while True:
-        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before
-                and "resource_tracker" not in " ".join(p.cmdline())]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not left, f"processes of the cluster left behind: {[p.cmdline() for p in left]}"
+    assert_no_new_processes(before)
 
 
 def test_records_on_a_cluster_equal_the_serial_ones(client, tmp_path):
