@@ -56,7 +56,8 @@ def measure(quick=False, log=lambda msg: print(msg, file=sys.stderr, flush=True)
 
     kw = _workload(quick)
     n = len(kw["grid"]["beta"]) * len(kw["seeds"])
-    out = {"runs": n, "epochs": kw["epochs"], "cores": len(os.sched_getaffinity(0)), "ways": {}, "notes": []}
+    out = {"runs": n, "epochs": kw["epochs"], "cores": len(os.sched_getaffinity(0)), "ways": {}, "notes": [],
+           "load_before": os.getloadavg()[0]}
     records = {}
     with tempfile.TemporaryDirectory(prefix="vaecore-sweep-bench-") as tmp:
         def timed(name, **extra):
@@ -64,7 +65,8 @@ def measure(quick=False, log=lambda msg: print(msg, file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             records[name] = vaecore.sweep(out=os.path.join(tmp, name), **kw, **extra)
             s = time.perf_counter() - t0
-            out["ways"][name] = {"seconds": s, "runs_per_min": 60 * n / s}
+            out["ways"][name] = {"seconds": s, "runs_per_min": 60 * n / s,
+                                 "run_seconds": sum(r["seconds"] for r in records[name]) / n}
 
         threads = vaecore.get_num_threads()
         vaecore.set_num_threads(1)
@@ -83,6 +85,7 @@ def measure(quick=False, log=lambda msg: print(msg, file=sys.stderr, flush=True)
                                           dashboard_address=None) as cluster, distributed.Client(cluster) as client:
                 out["dask_start_seconds"] = time.perf_counter() - t0
                 timed("dask", executor=client)
+    out["load_after"] = os.getloadavg()[0]
     base = [{k: r[k] for k in COMPARED_FIELDS} for r in records["serial"]]
     out["same_records"] = all([{k: r[k] for k in COMPARED_FIELDS} for r in rs] == base for rs in records.values())
     out["failed"] = sum(r["status"] != "ok" for rs in records.values() for r in rs)
@@ -98,10 +101,14 @@ def markdown(s):
     lines = ["### Sweeps: runs per minute", "",
              f"{s['runs']} runs of a small VAE on the digits ({s['epochs']} epochs each); records identical across "
              f"the executors: {'yes' if s['same_records'] else 'NO'}.", "",
-             "| executor | seconds | runs per minute | vs serial |", "|---|---:|---:|---:|"]
+             "| executor | seconds | runs per minute | vs serial | seconds per run, in its worker |",
+             "|---|---:|---:|---:|---:|"]
     for name, w in s["ways"].items():
         lines.append(f"| {label[name]} | {w['seconds']:.1f} | {w['runs_per_min']:.1f} | "
-                     f"{w['runs_per_min'] / serial:.2f}x |")
+                     f"{w['runs_per_min'] / serial:.2f}x | {w['run_seconds']:.2f} |")
+    lines += ["", f"1-minute load average {s['load_before']:.1f} before, {s['load_after']:.1f} after (this benchmark "
+              f"adds up to {s['cores']}). When other processes share the cores, a run in a parallel row takes longer "
+              f"than a serial one (last column) and the speed-up shrinks."]
     if "dask_start_seconds" in s:
         lines += ["", f"Starting the LocalCluster took {s['dask_start_seconds']:.1f} s (not in its row)."]
     lines += [f"{note}" for note in s["notes"]]
