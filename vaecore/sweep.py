@@ -27,8 +27,9 @@ A record (``out/<run id>.json``) is a JSON object with the fields
 format          "vaecore-sweep-record"
 version         1
 run_id          the file name stem: the config as key=value pairs and a hash
-key             SHA-256 of everything that determines the run: config, the
-                sweep's fit arguments, the data, ``build`` and ``metrics``
+key             SHA-256 of what determines the run: config, the sweep's fit
+                arguments, the data, and ``build`` and ``metrics`` by name
+                (after changing their code, use a new ``out``)
 config          the config (grid point + seed)
 status          "ok" or "failed"
 error           None, or "ExceptionType: message" of a failed run
