@@ -60,21 +60,25 @@ def measure(quick=False, log=lambda msg: print(msg, file=sys.stderr, flush=True)
            "load_before": os.getloadavg()[0]}
     records = {}
     with tempfile.TemporaryDirectory(prefix="vaecore-sweep-bench-") as tmp:
-        def timed(name, **extra):
+        def timed(name, cpu, **extra):
             log(f"sweep: {n} runs, {name} ...")
-            t0 = time.perf_counter()
+            c0, t0 = cpu(), time.perf_counter()
             records[name] = vaecore.sweep(out=os.path.join(tmp, name), **kw, **extra)
-            s = time.perf_counter() - t0
-            out["ways"][name] = {"seconds": s, "runs_per_min": 60 * n / s,
+            s, c = time.perf_counter() - t0, cpu() - c0
+            out["ways"][name] = {"seconds": s, "runs_per_min": 60 * n / s, "cpu_seconds": c,
                                  "run_seconds": sum(r["seconds"] for r in records[name]) / n}
+
+        def children_cpu():   # the pool's processes are reaped when the sweep ends, so os.times counts them
+            t = os.times()
+            return t.children_user + t.children_system
 
         threads = vaecore.get_num_threads()
         vaecore.set_num_threads(1)
         try:
-            timed("serial", executor=_InProcess())
+            timed("serial", time.process_time, executor=_InProcess())
         finally:
             vaecore.set_num_threads(threads)
-        timed("processes")
+        timed("processes", children_cpu)
         try:
             import distributed
         except ImportError:
@@ -84,7 +88,7 @@ def measure(quick=False, log=lambda msg: print(msg, file=sys.stderr, flush=True)
             with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                           dashboard_address=None) as cluster, distributed.Client(cluster) as client:
                 out["dask_start_seconds"] = time.perf_counter() - t0
-                timed("dask", executor=client)
+                timed("dask", lambda: sum(client.run(time.process_time).values()), executor=client)
     out["load_after"] = os.getloadavg()[0]
     base = [{k: r[k] for k in COMPARED_FIELDS} for r in records["serial"]]
     out["same_records"] = all([{k: r[k] for k in COMPARED_FIELDS} for r in rs] == base for rs in records.values())
@@ -101,14 +105,16 @@ def markdown(s):
     lines = ["### Sweeps: runs per minute", "",
              f"{s['runs']} runs of a small VAE on the digits ({s['epochs']} epochs each); records identical across "
              f"the executors: {'yes' if s['same_records'] else 'NO'}.", "",
-             "| executor | seconds | runs per minute | vs serial | seconds per run, in its worker |",
-             "|---|---:|---:|---:|---:|"]
+             "| executor | seconds | runs per minute | vs serial | seconds per run, in its worker | CPU seconds | "
+             "cores it got |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, w in s["ways"].items():
         lines.append(f"| {label[name]} | {w['seconds']:.1f} | {w['runs_per_min']:.1f} | "
-                     f"{w['runs_per_min'] / serial:.2f}x | {w['run_seconds']:.2f} |")
-    lines += ["", f"1-minute load average {s['load_before']:.1f} before, {s['load_after']:.1f} after (this benchmark "
-              f"adds up to {s['cores']}). When other processes share the cores, a run in a parallel row takes longer "
-              f"than a serial one (last column) and the speed-up shrinks."]
+                     f"{w['runs_per_min'] / serial:.2f}x | {w['run_seconds']:.2f} | {w['cpu_seconds']:.1f} | "
+                     f"{w['cpu_seconds'] / w['seconds']:.2f} |")
+    lines += ["", f"CPU seconds: of this process (serial), of the pool's processes, of the Dask workers. 1-minute "
+              f"load average {s['load_before']:.1f} before, {s['load_after']:.1f} after (this benchmark adds up to "
+              f"{s['cores']}). When other processes share the cores, the parallel rows get fewer than "
+              f"{s['cores']} cores (last column) and their speed-up shrinks in proportion."]
     if "dask_start_seconds" in s:
         lines += ["", f"Starting the LocalCluster took {s['dask_start_seconds']:.1f} s (not in its row)."]
     lines += [f"{note}" for note in s["notes"]]
