@@ -239,6 +239,7 @@ def nested_build():
     (dict(lr=0.0 - 1), ValueError, "lr must be a finite number >= 0"),
     (dict(beta=lambda e: 1.0), TypeError, "beta must be picklable"),
     (dict(build=lambda cfg: None), TypeError, "build must be picklable"),
+    (dict(metrics=lambda m, cfg: {}), TypeError, "metrics must be picklable"),
     (dict(build=nested_build()), TypeError, "build must be picklable"),
     (dict(build=3), TypeError, "build must be a callable"),
     (dict(metrics=3), TypeError, "metrics must be None or a callable"),
