@@ -313,6 +313,10 @@ def markdown(results):
                  "gemm GFLOP/s: the products' flops over the time in gemm.")
         L.append("")
 
+    if results.get("sweep"):   # bench/sweep_bench.py
+        from sweep_bench import markdown as sweep_markdown
+        L.append(sweep_markdown(results["sweep"]))
+
     if results["notes"]:
         L.append("**Notes**: " + " ".join(results["notes"]))
         L.append("")

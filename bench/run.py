@@ -76,6 +76,7 @@ def parse_args(argv=None):
     ap.add_argument("--guard-steps", type=int, help="steps of the correctness guard (default: per workload, 60-300; --quick 20)")
     ap.add_argument("--no-gemm", action="store_true", help="skip the matrix-multiply micro-benchmark")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-phase profile of vaecore's step")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the sweep line (bench/sweep_bench.py)")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md/.json/.png (default bench/results)")
     ap.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the table and chart from a latest.json")
     args = ap.parse_args(argv)
@@ -420,6 +421,9 @@ def main(argv=None):
         for n in args.threads:
             log(f"per-phase profile of vaecore's step, {n} thr ...")
             results["profile"] += run_profile(args.workloads, n, 0.3 if args.quick else 2.0)
+    if not args.no_sweep:   # 20 runs: serial, vaecore.sweep's processes, a Dask LocalCluster
+        from sweep_bench import measure as measure_sweep
+        results["sweep"] = measure_sweep(quick=args.quick, log=log)
 
     results["seconds"] = time.perf_counter() - t_start
     out = Path(args.out)

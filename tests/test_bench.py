@@ -67,6 +67,11 @@ def test_quick_run_writes_table_json_png_and_guard_passes(tmp_path):
     out = tmp_path / "results"
     r = run_bench(out, "--peers", "vaecore,numpy,torch")       # torch.compile is too slow to compile here
     md, results = check_outputs(out, r)
+    # the sweep line (bench/sweep_bench.py): 4 quick runs three ways, the same records from each
+    s = results["sweep"]
+    assert s["same_records"] and s["failed"] == 0 and set(s["ways"]) == {"serial", "processes", "dask"}
+    assert all(w["runs_per_min"] > 0 for w in s["ways"].values())
+    assert "### Sweeps: runs per minute" in md and "identical across the executors: yes" in md
     if HAVE_TORCH:
         assert set(results["guard"]["spirals"]["losses"]) == {"vaecore", "numpy", "torch"}
         assert any(r["peer"] == "torch" and r["ok"] for r in results["runs"])
@@ -79,8 +84,9 @@ def test_quick_run_writes_table_json_png_and_guard_passes(tmp_path):
 @pytest.mark.slow
 def test_quick_run_without_torch(tmp_path):
     out = tmp_path / "results"
-    r = run_bench(out, "--no-torch", "--no-gemm")
+    r = run_bench(out, "--no-torch", "--no-gemm", "--no-sweep")
     md, results = check_outputs(out, r)
+    assert "sweep" not in results and "### Sweeps" not in md
     assert "PyTorch peers skipped" in md
     assert {r["peer"] for r in results["runs"]} == {"vaecore", "numpy"}
     assert "numpy" in results["settings"]["peers"] and "torch" not in results["settings"]["peers"]

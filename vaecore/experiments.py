@@ -283,7 +283,8 @@ def _explain_summary(s):
 
 def main(argv=None):
     """``python -m vaecore spirals [--epochs 600] [--beta B] [--out DIR] [--seed S] [--no-progress]``
-    and ``python -m vaecore fashion [--arch conv|mlp] [--epochs N] [--out DIR]`` (vaecore/fashion.py)."""
+    and ``python -m vaecore fashion [--arch conv|mlp] [--epochs N] [--out DIR]`` (vaecore/fashion.py)
+    and ``python -m vaecore sweep CONFIG.toml [--scheduler ADDRESS]`` (vaecore/sweep.py)."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m vaecore", description="vaecore experiments")
@@ -298,9 +299,14 @@ def main(argv=None):
     s.add_argument("--out", default="out/spirals", help="folder for the figures (default %(default)s)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     from . import fashion
+    from .sweep import add_parser as add_sweep_parser
+    from .sweep import run as run_sweep
 
     fashion.add_parser(sub)
+    add_sweep_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "sweep":
+        return run_sweep(args)
     if args.command == "fashion":
         if args.epochs < 0:
             p.error(f"--epochs must be >= 0, got {args.epochs}")

@@ -102,13 +102,21 @@ def _atomic_savez(path, meta, arrays):
         _check_binary(path)
         np.savez(path, **_archive(meta, arrays))
         return
-    path = os.fsdecode(os.fspath(path))
     payload = _archive(meta, arrays)
+    _atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def _atomic_write(path, write):
+    """Call ``write(f)`` on a new binary file next to ``path`` and rename it into place (also used by sweeps).
+
+    An interrupted write leaves any earlier file at ``path`` intact and no temporary file behind.
+    """
+    path = os.fsdecode(os.fspath(path))
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = _temp_file(folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
