@@ -42,7 +42,9 @@ SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 
           (64, 2, 64), (200, 5, 33), (33, 1, 300), (1500, 3, 40),
           # big tiles whose last rows (270 = 19 x 14 + 4) and last panel of columns (400 = 12 x 32 + 16,
           # one vector in float32 AVX-512) take the edge micro-kernels
-          (270, 400, 300)]
+          (270, 400, 300),
+          # several blocks of A's rows (MC = 24 MR), packed once and shared when threads split the columns
+          (700, 96, 300)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
