@@ -31,7 +31,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_int, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name
+from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
 from .model import _MAX_ROWS, VAE, init_weights
 from .optim import Adam, Optimizer
 from .train import History, _HoldInterrupt, _schedule
@@ -401,12 +401,7 @@ def _from_config(c, path=None):
 def _from_saved(meta, arrays, path, with_optimizers):
     """The GAN (and optimizers) of a checked archive; vaecore.load comes here for class GAN."""
     g = _from_config(meta["config"], path)
-    params = arrays["params"]
-    if params.shape != g.params.shape or params.dtype != g.params.dtype:
-        raise ValueError(f"{_name(path)}: parameters of shape {params.shape} and dtype {params.dtype} do not fit "
-                         f"the configuration")
-    g.params[...] = params
-    g.rng_state = tuple(int(s) for s in meta["rng_state"])
+    _restore(g, meta, arrays, _name(path))
     if not with_optimizers:
         return g
     if "optimizer_g" not in meta:

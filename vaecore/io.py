@@ -171,3 +171,14 @@ def _checked_load(path):
     if _digest(meta_bytes, arrays) != checksum:
         raise ValueError(f"{name} is corrupted: its checksum does not match its contents")
     return meta, arrays
+
+
+def _restore(m, meta, arrays, name):
+    """Copy a checked archive's parameters and noise generator state into m, a model (or GAN) just
+    built from the archive's configuration; ValueError when the parameters do not fit it."""
+    params = arrays["params"]
+    if params.shape != m.params.shape or params.dtype != m.params.dtype:
+        raise ValueError(f"{name}: parameters of shape {params.shape} and dtype {params.dtype} do not fit "
+                         f"the configuration")
+    m.params[...] = params
+    m.rng_state = tuple(int(s) for s in meta["rng_state"])

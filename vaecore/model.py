@@ -34,7 +34,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name
+from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
 __all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
@@ -880,12 +880,7 @@ def _load(path, with_optimizer, cls=None):
         raise ValueError(f"{name} holds {_a(saved)}, not {_a(cls.__name__)}: load it with vaecore.{saved}.load "
                          f"or vaecore.load (which returns whatever the file holds)")
     m = kind._from_config(meta["config"], path)
-    params = arrays["params"]
-    if params.shape != m.params.shape or params.dtype != m.params.dtype:
-        raise ValueError(f"{name}: parameters of shape {params.shape} and dtype "
-                         f"{params.dtype} do not fit the configuration")
-    m.params[...] = params
-    m.rng_state = tuple(int(s) for s in meta["rng_state"])
+    _restore(m, meta, arrays, name)
     if not with_optimizer:
         return m
     opt = None
