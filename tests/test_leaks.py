@@ -63,6 +63,23 @@ def memory():
 
 
 MEMORY_TOLERANCE = 64 * 1024 if ASAN_HEAP is not None else 256 * 1024
+PR_SET_THP_DISABLE = 41   # <linux/prctl.h>
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_transparent_huge_pages():
+    """The resident set size jumps by up to 2 MiB whenever the kernel fills a transparent huge page in the
+    background (khugepaged), whatever the calls do: NumPy advises its large arrays onto huge pages, and
+    so does the C core for a model's step buffers. This module opts its process out of them while it
+    measures (prctl PR_SET_THP_DISABLE; the advice is then ignored), and back in afterwards."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        ok = prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+    except (AttributeError, OSError):
+        ok = False
+    yield
+    if ok:
+        prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0)
 SCALE = 10 if ASAN_HEAP is not None else 1   # for the MANY cases only
 
 
