@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-__all__ = ["check_int", "check_real", "check_seed", "check_widths", "SEED_MAX"]
+import numpy as np
+
+__all__ = ["check_int", "check_real", "check_seed", "check_widths", "check_float_dtype", "SEED_MAX"]
 
 SEED_MAX = 2**64 - 1   # the largest seed of the C core's generator (a uint64)
 
@@ -63,3 +65,14 @@ def check_widths(widths, name, high=None, max_len=None):
     if max_len is not None and len(out) > max_len:
         raise ValueError(f"{name} may have at most {max_len} layers, got {len(out)}")
     return out
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """``dtype`` as np.dtype float32 or float64 (a name, a type or a dtype); ValueError otherwise."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):   # (None == float64 in NumPy)
+        raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
+    return dt

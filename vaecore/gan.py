@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _core
 from . import layers as L
-from ._checks import SEED_MAX, check_int, check_seed, check_widths
+from ._checks import SEED_MAX, check_float_dtype, check_int, check_seed, check_widths
 from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
 from .model import _MAX_ROWS, VAE, init_weights
 from .optim import Adam, Optimizer
@@ -104,12 +104,7 @@ class GAN:
         latent_dim = check_int(latent_dim, "latent_dim", high=_core.MAX_WIDTH)
         shape = VAE._shape(data_dim, data_shape)
         D = math.prod(shape)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        dt = check_float_dtype(dtype)
         seed = check_seed(seed, high=SEED_MAX)
         layer_form = generator is not None or discriminator is not None
         if layer_form:

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _core
 from . import layers as L
-from ._checks import SEED_MAX, check_int, check_real, check_seed, check_widths
+from ._checks import SEED_MAX, check_int, check_real, check_float_dtype, check_seed, check_widths
 from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
@@ -208,12 +208,7 @@ class VAE:
         D = math.prod(shape)
         if likelihood not in _core.LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {_core.LIKELIHOODS}, got {likelihood!r}")
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dtype is None or dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        dt = check_float_dtype(dtype)
         seed = check_seed(seed, high=SEED_MAX)
         decoder_logvar = check_real(decoder_logvar, "decoder_logvar", low=-math.inf)
         layer_form = encoder is not None or decoder is not None
