@@ -390,14 +390,37 @@ def test_repeated_calls_leave_refcounts_and_memory_flat(name):
     objs = watched(W, args)
     gc.collect()
     refs = [sys.getrefcount(o) for o in objs]
-    blocks, mem = sys.getallocatedblocks(), memory()
-    repeat(fn, args, exc, calls)
-    gc.collect()
+    mem = memory()
+    tolerance = 1_000 if count == SOME else 100
+    grown = object_growth(fn, args, exc, calls, tolerance)
     assert [sys.getrefcount(o) for o in objs] == refs, "a reference count changed"
-    grown, tolerance = sys.getallocatedblocks() - blocks, 1_000 if count == SOME else 100
-    assert grown < tolerance, f"{grown} more Python objects alive after {calls:,} calls"
+    assert grown < tolerance, f"{grown} more Python objects alive after each of {WINDOWS} runs of {calls:,} calls"
     grown = memory() - mem
-    assert grown < MEMORY_TOLERANCE, f"memory grew by {grown / 1024:.0f} KiB over {calls:,} calls"
+    assert grown < MEMORY_TOLERANCE, f"memory grew by {grown / 1024:.0f} KiB over {calls:,} calls or more"
+
+
+WINDOWS = 3
+
+
+def object_growth(fn, args, exc, calls, tolerance):
+    """The smallest growth of live Python objects over up to WINDOWS runs of `calls` calls each.
+
+    A leak grows by the same amount in every run. Caches of CPython and NumPy (pickle's, the type
+    attribute cache, dict key tables) also grow, but only until they are warm, and how long that takes
+    varies with the allocator: under AddressSanitizer, the pickle case grew by 107 objects over its first
+    1,000 measured calls and then stopped (plateau near 40 objects without it). So a run that stays under
+    the tolerance ends the measurement, and only growth in every run fails."""
+    smallest = None
+    for _ in range(WINDOWS):
+        gc.collect()
+        blocks = sys.getallocatedblocks()
+        repeat(fn, args, exc, calls)
+        gc.collect()
+        grown = sys.getallocatedblocks() - blocks
+        smallest = grown if smallest is None else min(smallest, grown)
+        if smallest < tolerance:
+            break
+    return smallest
 
 
 def test_the_leak_checks_can_fail():
@@ -414,11 +437,10 @@ def test_the_leak_checks_can_fail():
     # can hold more than the 6.4 MB allocated below and would absorb it without the resident set growing
     if ASAN_HEAP is None:
         ctypes.CDLL(None).malloc_trim(0)
-    blocks, mem = sys.getallocatedblocks(), memory()
-    for i in range(MANY):
-        kept.append(float(i))   # a leaked float per call
-    # (a few blocks may be freed meanwhile, e.g. the list's old storage: 90% of MANY is still 900x the tolerance)
-    assert sys.getallocatedblocks() - blocks >= 0.9 * MANY
+    mem = memory()
+    # a leaked float per call; a few blocks may be freed meanwhile (the list's old storage): 90% of the
+    # calls is still 900x the tolerance, in every run
+    assert object_growth(lambda: kept.append(float(len(kept))), (), None, FEW, 100) >= 0.9 * FEW
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     for _ in range(MANY):
