@@ -30,6 +30,7 @@
 
 #include "gan.h"
 #include "vae.h"
+#include "vq.h"
 
 static const char *ACT_NAMES[ACT_COUNT] = {"tanh", "relu", "leaky_relu", "sigmoid", "elu"};
 static const char *LIK_NAMES[LIK_COUNT] = {"gaussian", "bernoulli", "gaussian_learned"};
@@ -1273,6 +1274,396 @@ static PyType_Spec Gan_spec = {
     .slots = Gan_slots,
 };
 
+/* ------------------------------------------------------------------ VQ-VAE */
+
+/*
+ * vaecore._core.VqVae: an encoder stack, a codebook and a decoder stack (vq.h)
+ * in one flat parameter buffer. Like Gan, its object starts with a ModelObject
+ * whose helpers serve it: of the base's VAE layout only D, num_params and
+ * cfg.lik are set (to the VQ-VAE's), the rest stays zero and unused.
+ */
+typedef struct {
+    ModelObject base;
+    VqLayout V;
+    VqStepBuffers vsb;       /* train_step's buffers, allocated on first use */
+} VqObject;
+
+static PyObject *Vq_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"input_shape", "codebook_size", "code_dim", "encoder", "decoder", "likelihood", "ema",
+                             "dtype", "seed", NULL};
+    int K, d, ema;
+    PyObject *shape, *enc, *dec, *seed_obj;
+    const char *lik, *dtype;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiOOspsO:VqVae", kwlist, &shape, &K, &d, &enc, &dec, &lik, &ema,
+                                     &dtype, &seed_obj))
+        return NULL;
+    uint64_t seed;
+    if (parse_seed(seed_obj, &seed, "seed")) return NULL;
+    VqConfig *cfg = PyMem_Calloc(1, sizeof(VqConfig));
+    VqObject *q = NULL;
+    if (!cfg) { PyErr_NoMemory(); goto fail; }
+    if (parse_shape(shape, &cfg->input, "input_shape")) goto fail;
+    if (K < 1 || K > VAE_MAX_WIDTH || d < 1 || d > VAE_MAX_WIDTH || (long long)K * d > VAE_MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "codebook_size and code_dim must be in [1, %d] with a product of at most %d, "
+                     "got %d and %d", VAE_MAX_WIDTH, VAE_MAX_WIDTH, K, d);
+        goto fail;
+    }
+    cfg->K = K;
+    cfg->d = d;
+    cfg->ema = ema;
+    if (parse_stack(enc, cfg->enc, &cfg->n_enc, "encoder") || parse_stack(dec, cfg->dec, &cfg->n_dec, "decoder"))
+        goto fail;
+    if ((cfg->lik = lookup_name(lik, LIK_NAMES, LIK_COUNT, "likelihood")) < 0) goto fail;
+    int typenum;
+    if (parse_dtype(dtype, &typenum)) goto fail;
+    q = (VqObject *)type->tp_alloc(type, 0);
+    if (!q) goto fail;
+    int err = vq_layout(&q->V, cfg);
+    if (err) { set_core_error(err, "VqVae"); goto fail; }
+    const VqLayout *L = &q->V;
+    if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "VqVae parameters"); goto fail; }
+    ModelObject *m = &q->base;
+    m->L.D = L->D;
+    m->L.num_params = L->num_params;
+    m->L.cfg.lik = L->cfg.lik;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
+    PyMem_Free(cfg);
+    return (PyObject *)q;
+fail:
+    PyMem_Free(cfg);
+    Py_XDECREF(q);
+    return NULL;
+}
+
+static void Vq_dealloc(VqObject *q)
+{
+    vq_step_buffers_free(&q->vsb);
+    Model_dealloc(&q->base);
+}
+
+PyDoc_STRVAR(vq_layout_doc,
+"layout($self, /)\n--\n\n"
+"The parameter layout: a list of (name, offset, shape) in buffer order: enc.i.W and\n"
+"enc.i.b for each encoder layer i with parameters, vq.codebook (codebook_size,\n"
+"code_dim), dec.i.W and dec.i.b, and dec.logvar for the learned variance.");
+
+static PyObject *Vq_layout(VqObject *q, PyObject *Py_UNUSED(ignored))
+{
+    const VqLayout *L = &q->V;
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    int cb[2] = {L->cfg.K, L->cfg.d}, D[1] = {(int)L->D};
+    if (add_stack(list, "enc", &L->enc) || add_entry(list, "vq.codebook", L->codebook, 2, cb) ||
+        add_stack(list, "dec", &L->dec) ||
+        (L->cfg.lik == LIK_GAUSSIAN_LEARNED && add_entry(list, "dec.logvar", L->dec_logvar, 1, D))) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+PyDoc_STRVAR(vq_encode_doc,
+"encode($self, x, /)\n--\n\n"
+"The encoder's output z_e, (n, E) with E = code_dim * positions, for x (n, D).");
+
+static PyObject *Vq_encode(VqObject *q, PyObject *x_obj)
+{
+    ModelObject *m = &q->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)q->V.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    PyArrayObject *out = new_matrix(m, n, (npy_intp)q->V.E);
+    if (!out) return NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = vq_encode_rows(m->k, &q->V, g_threads, PyArray_DATA(m->params), PyArray_DATA(x), (size_t)n,
+                         PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "encode");
+    }
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(vq_nearest_doc,
+"nearest($self, z_e, /)\n--\n\n"
+"(codes, dist) for z_e (n, E): codes (n, positions) int64, the nearest codebook row of\n"
+"every position (the lowest index on a tie), and dist (n, positions) its squared\n"
+"Euclidean distance.");
+
+static PyObject *Vq_nearest(VqObject *q, PyObject *z_obj)
+{
+    ModelObject *m = &q->base;
+    const VqLayout *L = &q->V;
+    PyArrayObject *ze = check_matrix(m, z_obj, "z_e", -1, (npy_intp)L->E);
+    if (!ze || check_finite(m, ze, "z_e")) return NULL;
+    npy_intp n = PyArray_DIM(ze, 0), dims[2] = {n, (npy_intp)L->S};
+    PyArrayObject *codes = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_INT64, 0), *dist = new_matrix(m, n, dims[1]);
+    int32_t *c32 = PyMem_Malloc((size_t)(n * dims[1]) * sizeof(int32_t) + 1);
+    if (!codes || !dist || !c32) {
+        Py_XDECREF(codes);
+        Py_XDECREF(dist);
+        PyMem_Free(c32);
+        return c32 ? NULL : PyErr_NoMemory();
+    }
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = vq_nearest_rows(m->k, L, g_threads, PyArray_DATA(m->params), PyArray_DATA(ze), (size_t)n, c32,
+                          PyArray_DATA(dist));
+    Py_END_ALLOW_THREADS
+    int64_t *c64 = PyArray_DATA(codes);
+    for (npy_intp i = 0; !err && i < n * dims[1]; i++) c64[i] = c32[i];
+    PyMem_Free(c32);
+    if (err) {
+        Py_DECREF(codes);
+        Py_DECREF(dist);
+        return set_core_error(err, "nearest");
+    }
+    return Py_BuildValue("NN", codes, dist);
+}
+
+PyDoc_STRVAR(vq_decode_doc,
+"decode($self, codes, logits=False, /)\n--\n\n"
+"The decoder's output (n, D) for codes (n, positions), an int64 array of codebook\n"
+"indices: the mean (gaussian), or the probabilities (bernoulli; the logits with\n"
+"logits=True).");
+
+static PyObject *Vq_decode(VqObject *q, PyObject *args)
+{
+    PyObject *c_obj;
+    int logits = 0;
+    if (!PyArg_ParseTuple(args, "O|p:decode", &c_obj, &logits)) return NULL;
+    ModelObject *m = &q->base;
+    const VqLayout *L = &q->V;
+    PyArrayObject *c = PyArray_Check(c_obj) ? (PyArrayObject *)c_obj : NULL;
+    if (!c || PyArray_TYPE(c) != NPY_INT64 || !PyArray_ISNOTSWAPPED(c) || PyArray_NDIM(c) != 2 ||
+        PyArray_DIM(c, 1) != (npy_intp)L->S || PyArray_DIM(c, 0) < 1 || !PyArray_IS_C_CONTIGUOUS(c) ||
+        !PyArray_ISALIGNED(c))
+        return PyErr_Format(PyExc_TypeError, "codes must be a C-contiguous int64 numpy array of shape (n, %zd) with "
+                            "n >= 1, got %R", (Py_ssize_t)L->S, c ? (PyObject *)PyArray_DESCR(c) : c_obj);
+    npy_intp n = PyArray_DIM(c, 0), total = n * PyArray_DIM(c, 1);
+    const int64_t *c64 = PyArray_DATA(c);
+    for (npy_intp i = 0; i < total; i++)
+        if (c64[i] < 0 || c64[i] >= L->cfg.K)
+            return PyErr_Format(PyExc_ValueError, "codes must lie in [0, %d) (the codebook's rows): row %zd, "
+                                "position %zd has %lld", L->cfg.K, (Py_ssize_t)(i / (npy_intp)L->S),
+                                (Py_ssize_t)(i % (npy_intp)L->S), (long long)c64[i]);
+    int32_t *c32 = PyMem_Malloc((size_t)total * sizeof(int32_t) + 1);
+    PyArrayObject *out = c32 ? new_matrix(m, n, (npy_intp)L->D) : NULL;
+    if (!out) {
+        PyMem_Free(c32);
+        return c32 ? NULL : PyErr_NoMemory();
+    }
+    for (npy_intp i = 0; i < total; i++) c32[i] = (int32_t)c64[i];
+    int err, probs = L->cfg.lik == LIK_BERNOULLI && !logits;
+    Py_BEGIN_ALLOW_THREADS
+    err = vq_decode_rows(m->k, L, g_threads, PyArray_DATA(m->params), c32, (size_t)n, PyArray_DATA(out), probs);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(c32);
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "decode");
+    }
+    return (PyObject *)out;
+}
+
+static int check_vq_hyper(const VqHyper *h)
+{
+    PyObject *a = PyFloat_FromDouble(h->commitment), *b = PyFloat_FromDouble(h->decay);
+    int bad = 0;
+    if (!a || !b) bad = 1;
+    else if (!(isfinite(h->commitment) && h->commitment >= 0)) {
+        PyErr_Format(PyExc_ValueError, "commitment must be a finite number >= 0, got %R", a);
+        bad = 1;
+    } else if (!(h->decay >= 0 && h->decay < 1)) {
+        PyErr_Format(PyExc_ValueError, "decay must be in [0, 1), got %R", b);
+        bad = 1;
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return bad ? -1 : 0;
+}
+
+static PyObject *vq_stats(const VqStats *st)
+{
+    return Py_BuildValue("(ddddd)", st->loss, st->recon, st->commitment, st->codebook, st->perplexity);
+}
+
+PyDoc_STRVAR(vq_loss_doc,
+"loss($self, x, commitment, grad, /)\n--\n\n"
+"((loss, recon, commitment, codebook, perplexity), grad) for x (n, D): batch means of\n"
+"recon + commitment * sum_s |z_e,s - sg(e)|^2 (+ sum_s |sg(z_e,s) - e|^2 when the\n"
+"codebook learns by gradient), each term as it enters loss, and the perplexity of\n"
+"the batch's codes; grad (num_params,) is d loss / d params (straight through z_q;\n"
+"zero on the codebook with EMA) when grad is true, else None.");
+
+static PyObject *Vq_loss(VqObject *q, PyObject *args)
+{
+    PyObject *x_obj;
+    VqHyper h = {0, 0};
+    int want;
+    if (!PyArg_ParseTuple(args, "Odp:loss", &x_obj, &h.commitment, &want)) return NULL;
+    ModelObject *m = &q->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)q->V.D);
+    if (!x || check_targets(m, x) || check_vq_hyper(&h)) return NULL;
+    PyArrayObject *grad = NULL;
+    if (want) {
+        npy_intp P = (npy_intp)q->V.num_params;
+        if (!(grad = (PyArrayObject *)PyArray_EMPTY(1, &P, m->typenum, 0))) return NULL;
+    }
+    VqStats st;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = vq_loss_rows(m->k, &q->V, g_threads, PyArray_DATA(m->params), PyArray_DATA(x), (size_t)PyArray_DIM(x, 0),
+                       &h, &st, grad ? PyArray_DATA(grad) : NULL);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_XDECREF(grad);
+        return set_core_error(err, "loss");
+    }
+    return stats_and_grad(vq_stats(&st), grad);
+}
+
+/* a writeable, contiguous, aligned native array of typenum with n elements (any shape) */
+static PyArrayObject *check_buffer(PyObject *obj, const char *name, int typenum, npy_intp n, const char *what)
+{
+    PyArrayObject *a = PyArray_Check(obj) ? (PyArrayObject *)obj : NULL;
+    if (!a || PyArray_TYPE(a) != typenum || !PyArray_ISNOTSWAPPED(a) || PyArray_SIZE(a) != n ||
+        !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a writeable, contiguous, native-byte-order %s array of %zd "
+                     "elements (%s)", name, typenum == NPY_INT64 ? "int64" : dtype_name(typenum), (Py_ssize_t)n,
+                     what);
+        return NULL;
+    }
+    return a;
+}
+
+PyDoc_STRVAR(vq_train_step_doc,
+"train_step($self, x, commitment, decay, kind, lr, beta1, beta2, adam_eps, momentum, clip_norm, t, s1, s2,\n"
+"           ema, usage, /)\n--\n\n"
+"One fused training step on x (n, D): forward, backward, optional clipping, the\n"
+"optimizer's update of params and its state (as Model.train_step), then, when the\n"
+"codebook follows moving averages, their update: ema (codebook_size * (1 +\n"
+"code_dim),) holds the averaged counts, then the averaged sums (codebook_size,\n"
+"code_dim), and the codebook becomes their smoothed ratio (decay in [0, 1); ema\n"
+"None without EMA). usage (codebook_size,) int64, or None, gets the batch's code\n"
+"counts added. Returns the stats of loss() before the update; raises\n"
+"FloatingPointError, changing nothing, if the loss, the gradient or an update is\n"
+"not finite.");
+
+static PyObject *Vq_train_step(VqObject *q, PyObject *args)
+{
+    PyObject *x_obj, *s1_obj, *s2_obj, *t_obj, *ema_obj, *usage_obj;
+    VaeOptim opt;
+    VqHyper h;
+    if (!PyArg_ParseTuple(args, "OddiddddddOOOOO:train_step", &x_obj, &h.commitment, &h.decay, &opt.kind, &opt.lr,
+                          &opt.beta1, &opt.beta2, &opt.eps, &opt.momentum, &opt.clip_norm, &t_obj, &s1_obj, &s2_obj,
+                          &ema_obj, &usage_obj))
+        return NULL;
+    ModelObject *m = &q->base;
+    const VqLayout *L = &q->V;
+    const npy_intp K = L->cfg.K, d = L->cfg.d;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)L->D), *s1 = NULL, *s2 = NULL, *t, *ema = NULL,
+                  *usage = NULL;
+    if (!x || check_targets(m, x) || check_vq_hyper(&h)) return NULL;
+    if (check_optim(&opt, args, 4, "")) return NULL;
+    if (!(t = check_counter(t_obj))) return NULL;
+    if (opt.kind == OPT_ADAM || s1_obj != Py_None) {
+        if (!(s1 = check_state(m, s1_obj, "s1"))) return NULL;
+    }
+    if (opt.kind == OPT_ADAM && !(s2 = check_state(m, s2_obj, "s2"))) return NULL;
+    if (L->cfg.ema) {
+        if (!(ema = check_buffer(ema_obj, "ema", m->typenum, K * (1 + d), "the averaged counts, then sums")))
+            return NULL;
+    } else if (ema_obj != Py_None) {
+        return PyErr_Format(PyExc_TypeError, "ema must be None: this model's codebook learns by gradient");
+    }
+    if (usage_obj != Py_None && !(usage = check_buffer(usage_obj, "usage", NPY_INT64, K, "code counts")))
+        return NULL;
+    /* nothing the step reads or writes may share memory with anything it writes */
+    PyArrayObject *arr[7] = {x, t, s1, s2, ema, usage, m->params};
+    const char *names[7] = {"x", "t", "s1", "s2", "ema", "usage", "params"};
+    for (int i = 0; i < 7; i++)
+        for (int j = i + 1; j < 7; j++)
+            if (arr[i] && arr[j] && overlaps(PyArray_DATA(arr[i]), nbytes(arr[i]), PyArray_DATA(arr[j]), nbytes(arr[j])))
+                return PyErr_Format(PyExc_ValueError, "%s must not share memory with %s", names[i], names[j]);
+    VqStats st;
+    int err;
+    lock_model(m);
+    Py_BEGIN_ALLOW_THREADS
+    err = vq_train_rows(m->k, L, &q->vsb, g_threads, PyArray_DATA(m->params), s1 ? PyArray_DATA(s1) : NULL,
+                        s2 ? PyArray_DATA(s2) : NULL, (int64_t *)PyArray_DATA(t), &opt,
+                        ema ? PyArray_DATA(ema) : NULL, usage ? (int64_t *)PyArray_DATA(usage) : NULL,
+                        PyArray_DATA(x), (size_t)PyArray_DIM(x, 0), &h, &st);
+    Py_END_ALLOW_THREADS
+    unlock_model(m);
+    if (err) return set_core_error(err, "train_step");
+    return vq_stats(&st);
+}
+
+static PyObject *Vq_get_config(VqObject *q, void *Py_UNUSED(c))
+{
+    const VqConfig *c = &q->V.cfg;
+    PyObject *shape = c->input.rank == 1 ? Py_BuildValue("(i)", c->input.c)
+                                         : Py_BuildValue("(iii)", c->input.c, c->input.h, c->input.w);
+    PyObject *enc = stack_specs(c->enc, c->n_enc), *dec = stack_specs(c->dec, c->n_dec);
+    const VaeShape g = q->V.code;
+    PyObject *grid = g.rank == 1 ? PyTuple_New(0) : Py_BuildValue("(ii)", g.h, g.w);
+    if (!shape || !enc || !dec || !grid) {
+        Py_XDECREF(shape); Py_XDECREF(enc); Py_XDECREF(dec); Py_XDECREF(grid);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:i,s:i,s:N,s:N,s:s,s:O,s:s,s:N}", "input_shape", shape, "codebook_size", c->K,
+                         "code_dim", c->d, "encoder", enc, "decoder", dec, "likelihood", LIK_NAMES[c->lik],
+                         "ema", c->ema ? Py_True : Py_False, "dtype", dtype_name(q->base.typenum), "grid", grid);
+}
+
+static PyMethodDef Vq_methods[] = {
+    {"layout", (PyCFunction)Vq_layout, METH_NOARGS, vq_layout_doc},
+    {"encode", (PyCFunction)Vq_encode, METH_O, vq_encode_doc},
+    {"nearest", (PyCFunction)Vq_nearest, METH_O, vq_nearest_doc},
+    {"decode", (PyCFunction)Vq_decode, METH_VARARGS, vq_decode_doc},
+    {"loss", (PyCFunction)Vq_loss, METH_VARARGS, vq_loss_doc},
+    {"train_step", (PyCFunction)Vq_train_step, METH_VARARGS, vq_train_step_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Vq_getset[] = {
+    {"params", (getter)Model_get_params, NULL, "(num_params,) the live parameter buffer", NULL},
+    {"num_params", (getter)Model_get_num_params, NULL, "number of parameters", NULL},
+    {"dtype", (getter)Model_get_dtype, NULL, "'float32' or 'float64'", NULL},
+    {"config", (getter)Vq_get_config, NULL, "the configuration as a dict (grid: the code grid (h, w), or ())", NULL},
+    {"rng_state", (getter)Model_get_rng_state, (setter)Model_set_rng_state,
+     "the xoshiro256** state of the model's generator (unused by its steps), a tuple of 4 ints", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Vq_doc,
+"VqVae(input_shape, codebook_size, code_dim, encoder, decoder, likelihood, ema, dtype, seed)\n"
+"--\n\n"
+"The low-level VQ-VAE of vaecore's C core: an encoder stack giving code_dim values per\n"
+"position, a codebook (codebook_size, code_dim), a decoder stack, in one flat parameter\n"
+"buffer. Parameters start at zero; vaecore.VQVAE initialises them. Use vaecore.VQVAE,\n"
+"not this.");
+
+static PyType_Slot Vq_slots[] = {
+    {Py_tp_new, Vq_new},
+    {Py_tp_dealloc, Vq_dealloc},
+    {Py_tp_methods, Vq_methods},
+    {Py_tp_getset, Vq_getset},
+    {Py_tp_doc, (void *)Vq_doc},
+    {0, NULL},
+};
+
+static PyType_Spec Vq_spec = {
+    .name = "vaecore._core.VqVae",
+    .basicsize = sizeof(VqObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Vq_slots,
+};
+
 /* ---------------------------------------------------- module functions */
 
 PyDoc_STRVAR(set_num_threads_doc,
@@ -1520,6 +1911,12 @@ static int core_exec(PyObject *module)
     if (!gan_type) return -1;
     if (PyModule_AddObject(module, "Gan", gan_type) < 0) {
         Py_DECREF(gan_type);
+        return -1;
+    }
+    PyObject *vq_type = PyType_FromModuleAndSpec(module, &Vq_spec, NULL);
+    if (!vq_type) return -1;
+    if (PyModule_AddObject(module, "VqVae", vq_type) < 0) {
+        Py_DECREF(vq_type);
         return -1;
     }
     if (add_names(module, "ACTIVATIONS", ACT_NAMES, ACT_COUNT) || add_names(module, "LIKELIHOODS", LIK_NAMES, LIK_COUNT))

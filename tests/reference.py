@@ -824,3 +824,95 @@ class PartAdam(Adam):
         m[...] = b1 * m + (1.0 - b1) * grad
         v[...] = b2 * v + (1.0 - b2) * grad * grad
         part -= self.lr * (m / (1.0 - b1 ** self.t)) / (np.sqrt(v / (1.0 - b2 ** self.t)) + self.eps)
+
+
+class ReferenceVQVAE(ReferenceStackVAE):
+    """The VQ-VAE of van den Oord et al. 2017 in float64, from a flat params vector laid out as the C
+    core's VqVae.layout(): the encoder's parameter layers, vq.codebook (K, d), the decoder's, dec.logvar.
+    The nearest code is searched by brute force (every squared distance, np.argmin: the lowest k on a tie),
+    the gradient is straight through z_q, and the EMA update is written from the paper's appendix A.1."""
+
+    def __init__(self, input_shape, codebook_size, code_dim, encoder, decoder, likelihood, ema):
+        self.input_shape, self.K, self.d, self.lik, self.ema = (tuple(input_shape), codebook_size, code_dim,
+                                                               likelihood, ema)
+        self.enc, self.dec = list(encoder), list(decoder)
+        self.names, self.shapes = [], []
+        shape = self.input_shape
+        for i, spec in enumerate(self.enc):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"enc.{i}", ps)
+        self.code_shape = shape
+        self.names.append("vq.codebook")
+        self.shapes.append((codebook_size, code_dim))
+        for i, spec in enumerate(self.dec):
+            shape, ps = _stack_params(spec, shape)
+            self._add(f"dec.{i}", ps)
+        if likelihood == "gaussian_learned":
+            self.names.append("dec.logvar")
+            self.shapes.append((int(np.prod(self.input_shape)),))
+
+    @staticmethod
+    def rows(ze):
+        """(B, d, h, w) or (B, d) -> (B S, d): one row per position, positions in raster order."""
+        if ze.ndim == 2:
+            return ze
+        return np.moveaxis(ze.reshape(ze.shape[0], ze.shape[1], -1), 1, 2).reshape(-1, ze.shape[1])
+
+    @staticmethod
+    def nearest(z, codebook):
+        """codes (M,) and squared distances (M,) of rows z (M, d), by brute force."""
+        dist = ((z[:, None, :] - codebook[None, :, :]) ** 2).sum(axis=2)
+        codes = np.argmin(dist, axis=1)
+        return codes, dist[np.arange(len(z)), codes]
+
+    def loss_and_grad(self, flat, x, commitment):
+        """(stats dict, grad (P,), codes (M,), z rows (M, d)) for x (B, D), batch means."""
+        p = self.unflatten(np.asarray(flat, np.float64))
+        B = x.shape[0]
+        ze, enc_tape = self._forward("enc", self.enc, p, x.reshape(B, *self.input_shape))
+        z = self.rows(ze)
+        cb = p["vq.codebook"]
+        codes, _ = self.nearest(z, cb)
+        zq_rows = cb[codes]
+        if ze.ndim == 2:
+            zq = zq_rows
+        else:
+            zq = np.moveaxis(zq_rows.reshape(B, -1, self.d), 2, 1).reshape(ze.shape)
+        out_shaped, dec_tape = self._forward("dec", self.dec, p, zq)
+        out = out_shaped.reshape(B, -1)
+        grads = {}
+        if self.lik == "gaussian":
+            recon, dout = gaussian_recon(x, out), 2 * (out - x)
+        elif self.lik == "bernoulli":
+            recon, dout = bernoulli_recon(x, out), sigmoid(out) - x
+        else:
+            dlv = p["dec.logvar"]
+            recon = np.sum((x - out) ** 2 / (2 * np.exp(dlv)) + dlv / 2 + 0.5 * np.log(2 * np.pi), axis=1)
+            dout = (out - x) / np.exp(dlv)
+            grads["dec.logvar"] = np.sum(0.5 - (x - out) ** 2 / (2 * np.exp(dlv)), axis=0) / B
+        sq = float(((ze - zq) ** 2).sum()) / B
+        dzq = self._backward("dec", p, dout.reshape(out_shaped.shape) / B, dec_tape, grads)
+        dze = dzq.reshape(ze.shape) + 2 * commitment * (ze - zq) / B     # straight through, + commitment
+        self._backward("enc", p, dze, enc_tape, grads)
+        gcb = np.zeros_like(cb)
+        if not self.ema:
+            np.add.at(gcb, codes, 2 * (zq_rows - z) / B)
+        grads["vq.codebook"] = gcb
+        counts = np.bincount(codes, minlength=self.K)
+        freq = counts[counts > 0] / counts.sum()
+        stats = {"recon": float(np.mean(recon)), "commitment": commitment * sq,
+                 "codebook": 0.0 if self.ema else sq, "perplexity": float(np.exp(-(freq * np.log(freq)).sum()))}
+        stats["loss"] = stats["recon"] + stats["commitment"] + stats["codebook"]
+        flat_grad = np.concatenate([grads[name].reshape(-1) for name in self.names])
+        return stats, flat_grad, codes, z
+
+    def ema_update(self, count, sums, codes, z, decay, eps=1e-5):
+        """(count, sums, codebook) after one EMA step on the batch's codes (M,) and rows z (M, d)."""
+        n_k = np.bincount(codes, minlength=self.K).astype(np.float64)
+        s_k = np.zeros((self.K, self.d))
+        np.add.at(s_k, codes, z)
+        count = decay * count + (1 - decay) * n_k
+        sums = decay * sums + (1 - decay) * s_k
+        n = count.sum()
+        smoothed = (count + eps) / (n + self.K * eps) * n
+        return count, sums, sums / smoothed[:, None]

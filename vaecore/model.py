@@ -868,6 +868,13 @@ def _load(path, with_optimizer, cls=None):
         from .gan import _from_saved   # a GAN's file: vaecore.load returns the GAN (and its two optimizers)
 
         return _from_saved(meta, arrays, path, with_optimizer)
+    if saved == "VQVAE":
+        if cls is not None:
+            raise ValueError(f"{name} holds a VQVAE, not {_a(cls.__name__)}: load it with vaecore.VQVAE.load or "
+                             f"vaecore.load")
+        from .vqvae import _from_saved as _vq_from_saved
+
+        return _vq_from_saved(meta, arrays, path, with_optimizer)
     kind = {"VAE": VAE, "AE": AE}.get(saved)
     if kind is None:
         raise ValueError(f"{name}: unknown model class {saved!r}")

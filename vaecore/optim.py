@@ -20,7 +20,7 @@ class Optimizer:
 
     Attributes
     ----------
-    model : VAE, AE or GAN
+    model : VAE, AE, GAN or VQVAE
         For a GAN, create one optimizer per network (``GAN.optimizers()``):
         the state spans the whole buffer, and each updates only its network's part.
     lr : float
@@ -36,11 +36,13 @@ class Optimizer:
     def __init__(self, model, lr, clip_norm):
         if type(self) is Optimizer:
             raise TypeError("Optimizer is the base class of the optimizers: create a vaecore.Adam or vaecore.SGD")
-        from .gan import GAN     # here, not at the top: model.py and gan.py import this module
+        from .gan import GAN     # here, not at the top: model.py, gan.py and vqvae.py import this module
         from .model import VAE
+        from .vqvae import VQVAE
 
-        if not isinstance(model, (VAE, GAN)):
-            raise TypeError(f"model must be a vaecore.VAE, vaecore.AE or vaecore.GAN, got {type(model).__name__}")
+        if not isinstance(model, (VAE, GAN, VQVAE)):
+            raise TypeError(f"model must be a vaecore.VAE, vaecore.AE, vaecore.GAN or vaecore.VQVAE, "
+                            f"got {type(model).__name__}")
         self.model = model
         self.lr = check_real(lr, "lr")
         self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm", allow_equal=False)

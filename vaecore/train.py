@@ -350,7 +350,7 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
 
     Parameters
     ----------
-    model : VAE, AE or GAN
+    model : VAE, AE, GAN or VQVAE
     X : array_like, shape (n, input_dim)
         The training data (checked once, converted to the model's dtype).
     epochs : int, default 600
@@ -433,14 +433,21 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         keeps the last checkpointed epoch.
     """
     from .gan import GAN, fit_gan
+    from .vqvae import VQVAE, fit_vq
 
+    if isinstance(model, VQVAE):   # a VQ-VAE too (vaecore/vqvae.py)
+        if beta != 1.0 or validation_data is not None or checkpoint is not None or resume or k != 1:
+            raise TypeError("beta, validation_data, checkpoint, resume and k are not for a VQ-VAE; it takes epochs, "
+                            "batch_size, optimizer, lr, seed, callbacks and progress")
+        return fit_vq(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress)
     if isinstance(model, GAN):   # a GAN trains in its own loop (vaecore/gan.py)
         if beta != 1.0 or validation_data is not None or checkpoint is not None or resume:
             raise TypeError("beta, validation_data, checkpoint and resume are for a VAE; a GAN takes epochs, "
                             "batch_size, optimizer=(opt_g, opt_d), lr, seed, callbacks, progress and k")
         return fit_gan(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress, k=k)
     if not isinstance(model, VAE):
-        raise TypeError(f"model must be a vaecore.VAE, vaecore.AE or vaecore.GAN, got {type(model).__name__}")
+        raise TypeError(f"model must be a vaecore.VAE, vaecore.AE, vaecore.GAN or vaecore.VQVAE, "
+                        f"got {type(model).__name__}")
     if k != 1:
         raise TypeError("k (discriminator steps per generator step) is for a GAN")
     epochs = check_int(epochs, "epochs", low=0)
