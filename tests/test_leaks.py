@@ -352,6 +352,53 @@ CASES.update({
                                               gan_world().X))),
 })
 
+@functools.cache
+def vq_world():
+    """A VQ-VAE (a small conv one: a 2 x 2 grid of codes), its low-level core and its arguments, built once."""
+    Q = types.SimpleNamespace()
+    rng = np.random.default_rng(2)
+    Q.q = vaecore.VQVAE(input_shape=(1, 4, 4), codebook_size=6, code_dim=3, dtype="float64", seed=0,
+                        encoder=[vaecore.layers.Conv2d(3, 2, stride=2)],
+                        decoder=[vaecore.layers.ReLU(), vaecore.layers.ConvTranspose2d(1, 2, stride=2)])
+    Q.core = Q.q._core
+    Q.opt = vaecore.Adam(Q.q, lr=1e-4)
+    Q.x = rng.random((8, 16))
+    Q.ze = Q.core.encode(Q.x)
+    Q.codes = Q.core.nearest(Q.ze)[0]
+    Q.bad_codes = np.full((2, 4), 6, dtype=np.int64)
+    Q.usage = np.zeros(6, np.int64)
+    Q.path = os.path.join(world().dir, "q.npz")
+    Q.q.save(Q.path, optimizer=Q.opt)
+    return Q
+
+
+CASES.update({
+    # ---- vaecore._core.VqVae and vaecore.VQVAE, success and error paths
+    "vq.core.encode": (MANY, None, lambda W: (vq_world().core.encode, (vq_world().x,))),
+    "vq.core.encode/bad": (MANY, ValueError, lambda W: (vq_world().core.encode, (np.zeros((2, 3)),))),
+    "vq.core.nearest": (MANY, None, lambda W: (vq_world().core.nearest, (vq_world().ze,))),
+    "vq.core.decode": (MANY, None, lambda W: (vq_world().core.decode, (vq_world().codes,))),
+    "vq.core.decode/bad": (MANY, ValueError, lambda W: (vq_world().core.decode, (vq_world().bad_codes,))),
+    "vq.core.loss": (MANY, None, lambda W: (vq_world().core.loss, (vq_world().x, 0.25, True))),
+    "vq.core.loss/bad": (MANY, ValueError, lambda W: (vq_world().core.loss, (vq_world().x, -1.0, True))),
+    "vq.core.layout": (MANY, None, lambda W: (vq_world().core.layout, ())),
+    "vq.core.config": (MANY, None, lambda W: (getattr, (vq_world().core, "config"))),
+    "vq.core.new": (SOME, None, lambda W: (_core.VqVae, ((2,), 4, 2, [(0, 2)], [(0, 2)], "gaussian", True,
+                                                          "float32", 0))),
+    "vq.core.new/bad": (SOME, ValueError, lambda W: (_core.VqVae, ((2,), 4, 3, [(0, 2)], [(0, 2)], "gaussian",
+                                                                   True, "float32", 0))),
+    "vq.train_step": (SOME, None, lambda W: (vq_world().q.train_step, (vq_world().x, vq_world().opt,
+                                                                        vq_world().usage))),
+    "vq.encode": (SOME, None, lambda W: (vq_world().q.encode, (vq_world().x,))),
+    "vq.quantize": (SOME, None, lambda W: (vq_world().q.quantize, (vq_world().ze,))),
+    "vq.loss_and_grad": (SOME, None, lambda W: (vq_world().q.loss_and_grad, (vq_world().x,))),
+    "vq.load": (FEW, None, lambda W: (vaecore.load, (vq_world().path,))),
+    "vq.pickle": (FEW, None, lambda W: (lambda q: pickle.loads(pickle.dumps(q)), (vq_world().q,))),
+    "vq.fit": (FEW // 10, None, lambda W: (functools.partial(vaecore.fit, progress=False, epochs=1, batch_size=4),
+                                            (vq_world().q, vq_world().x))),
+})
+
+
 def fit_quietly(*args, **kwargs):
     """fit on W.x, whose 4 columns in [0, 1] are too narrow for an active latent unit: the collapse warning
     (tests/test_fit_extras.py) is expected and kept out of the measurement."""

@@ -442,3 +442,82 @@ def test_training_is_deterministic_and_independent_of_threads():
     for r in results[1:]:
         for a, b in zip(r, results[0]):
             np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- fuzzing
+from hypothesis import HealthCheck, given, settings   # noqa: E402
+from hypothesis import strategies as st               # noqa: E402
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def vqs(draw):
+    """any fitting encoder / codebook / decoder: flat, or images with a grid of codes"""
+    K, d = draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    lik = draw(st.sampled_from(["gaussian", "bernoulli", "gaussian_learned"]))
+    if draw(st.booleans()):
+        D = draw(st.integers(1, 5))
+        enc = [(0, draw(st.integers(1, 6))), (3, draw(st.sampled_from([0, 3, 4]))), (0, d)]
+        dec = [(0, draw(st.integers(1, 6))), (3, draw(st.sampled_from([0, 3, 4]))), (0, D)]
+        return (D,), K, d, enc, dec, lik
+    C, H = draw(st.integers(1, 2)), draw(st.sampled_from([2, 4, 6]))
+    enc = [(1, d, 2, 2, 2, 2, 0, 0)]
+    dec = [(3, draw(st.sampled_from([0, 4]))), (2, C, 2, 2, 2, 2, 0, 0)]
+    return (C, H, H), K, d, enc, dec, lik
+
+
+@FUZZ
+@given(cfg=vqs(), B=st.integers(1, 5), ema=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_fuzzed_models_match_the_reference(cfg, B, ema, seed):
+    # any fitting model: loss and gradient equal the reference's (float64, 1e-9 relative)
+    shape, K, d, enc, dec, lik = cfg
+    q = _core.VqVae(shape, K, d, enc, dec, lik, ema, "float64", 0)
+    rng = np.random.default_rng(seed)
+    q.params[:] = rng.uniform(-0.7, 0.7, q.num_params)
+    D = int(np.prod(shape))
+    x = rng.random((B, D)) if lik == "bernoulli" else rng.standard_normal((B, D))
+    (loss, *_), grad = q.loss(x, 0.5, True)
+    want, ref_grad, _, _ = ReferenceVQVAE(shape, K, d, enc, dec, lik, ema).loss_and_grad(q.params.copy(), x, 0.5)
+    assert loss == pytest.approx(want["loss"], rel=1e-9) and rel_error(grad, ref_grad) < 1e-9
+
+
+ARRAYS = st.one_of(
+    st.builds(np.zeros, st.tuples(st.integers(0, 3), st.integers(0, 4))),
+    st.builds(lambda n: np.full((n, 2), np.nan), st.integers(1, 3)),
+    st.builds(lambda n: np.full((n, 2), np.inf), st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), np.float32), st.integers(1, 300)),
+    st.builds(lambda n: np.ones((2, n), order="F"), st.integers(1, 3)),
+    st.builds(lambda n: np.arange(2 * n).reshape(n, 2)[::-1], st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), ">f8"), st.integers(1, 3)),
+    st.builds(lambda n: np.ones((n, 2), complex), st.integers(1, 3)),
+    st.builds(lambda n: np.arange(n) - 1, st.integers(0, 12)),
+    st.builds(lambda n: np.ones(n, np.uint8), st.integers(0, 3)),
+    st.just([[1.0, 2.0], [3.0]]), st.just("x"), st.just(None), st.just(3),
+)
+
+
+@FUZZ
+@given(a=ARRAYS)
+def test_fuzzed_arguments_work_or_raise_cleanly(a):
+    # every public method either works or raises TypeError, ValueError (or FloatingPointError for a step
+    # that diverges), and leaves the model and its input as they were (but for a step that works)
+    q = vaecore.VQVAE(2, codebook_size=8, code_dim=2, hidden=(5,), dtype="float64", seed=0)
+    opt = vaecore.Adam(q)
+    calls = [("encode", lambda: q.encode(a)), ("quantize", lambda: q.quantize(a)),
+             ("decode_codes", lambda: q.decode_codes(a)), ("loss", lambda: q.loss_and_grad(a)),
+             ("reconstruct", lambda: q.reconstruct(a)), ("nearest", lambda: q.nearest(a)),
+             ("train_step", lambda: q.train_step(a, opt))]
+    for name, call in calls:
+        before = (q.params.copy(), q.ema_count.copy(), copy.deepcopy(a))
+        try:
+            call()
+        except (TypeError, ValueError, FloatingPointError) as e:
+            assert str(e)
+            assert np.array_equal(q.params, before[0]) and np.array_equal(q.ema_count, before[1])
+        else:
+            if name != "train_step":
+                assert np.array_equal(q.params, before[0])
+        if isinstance(before[2], np.ndarray):
+            assert np.array_equal(a, before[2], equal_nan=True)
