@@ -290,8 +290,7 @@ def test_fit_records_perplexity_usage_and_restarts_dead_codes():
     q2 = vaecore.VQVAE(2, codebook_size=16, code_dim=2, hidden=(32,), seed=0)
     q2.codebook[8:] = 100.0
     q2.reset_ema()
-    hist2 = vaecore.fit(q2, X, epochs=3, batch_size=64, progress=False, restart_dead=False) \
-        if False else vaecore.fit_vq(q2, X, epochs=3, batch_size=64, progress=False, restart_dead=False)
+    hist2 = vaecore.fit(q2, X, epochs=3, batch_size=64, progress=False, restart_dead=False)
     assert hist2.restarts.sum() == 0 and hist2.codes_used[-1] <= 8
 
 
@@ -358,6 +357,8 @@ def test_bad_input_raises_clear_errors():
         q.train_step(np.zeros((2, 2)), vaecore.Adam(other))
     with pytest.raises(TypeError, match="not for a VQ-VAE"):
         vaecore.fit(q, np.zeros((4, 2)), beta=2.0)
+    with pytest.raises(TypeError, match="is for a VQ-VAE"):
+        vaecore.fit(vaecore.VAE(2, 2), np.zeros((4, 2)), restart_dead=False)
 
 
 def test_core_arguments_are_checked():

@@ -75,3 +75,29 @@ class Gan:
     def d_loss(self, x: _F, z: _F, grad: bool, /) -> tuple[tuple[float, float, float], _F | None]: ...
     def g_loss(self, z: _F, grad: bool, /) -> tuple[float, _F | None]: ...
     def train_step(self, x: _F, k: int, opt_g: _Optim, opt_d: _Optim, /) -> tuple[float, float, float, float]: ...
+
+# VqVae: E = code_dim * positions per example (S), codes (n, S) int64
+class VqVae:
+    def __new__(cls, input_shape: tuple[int] | tuple[int, int, int], codebook_size: int, code_dim: int,
+                encoder: list[_Layer], decoder: list[_Layer], likelihood: str, ema: bool, dtype: str,
+                seed: int) -> VqVae: ...
+    @property
+    def params(self) -> _F: ...                  # (P,) the live buffer
+    @property
+    def num_params(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def config(self) -> dict[str, object]: ...   # grid: (h, w), or () for one code per example
+    rng_state: tuple[int, int, int, int]
+    def layout(self, /) -> list[tuple[str, int, tuple[int, ...]]]: ...
+    def encode(self, x: _F, /) -> _F: ...                                     # (n, D) -> z_e (n, E)
+    def nearest(self, z_e: _F, /) -> tuple[NDArray[np.int64], _F]: ...       # codes (n, S), dist (n, S)
+    def decode(self, codes: NDArray[np.int64], logits: bool = False, /) -> _F: ...   # (n, S) -> (n, D)
+    # ((loss, recon, commitment, codebook, perplexity), grad (P,) or None)
+    def loss(self, x: _F, commitment: float, grad: bool, /) -> tuple[tuple[float, float, float, float, float],
+                                                                      _F | None]: ...
+    def train_step(self, x: _F, commitment: float, decay: float, kind: int, lr: float, beta1: float, beta2: float,
+                   adam_eps: float, momentum: float, clip_norm: float, t: NDArray[np.int64], s1: _F | None,
+                   s2: _F | None, ema: _F | None, usage: NDArray[np.int64] | None,
+                   /) -> tuple[float, float, float, float, float]: ...

@@ -345,7 +345,7 @@ def _resume(path, model, optimizer, rng, run):
 
 def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         seed=0, callbacks=(), progress=True, *, validation_data=None, checkpoint=None, checkpoint_every=1,
-        resume=False, k=1):
+        resume=False, k=1, restart_dead=None):
     """Train a model on X with shuffled mini-batches.
 
     Parameters
@@ -410,6 +410,13 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     epochs, batch_size, optimizer (a pair ``(opt_g, opt_d)``), lr, seed,
     callbacks, progress and k; it returns a :class:`vaecore.gan.GANHistory`.
 
+    restart_dead : bool, default True
+        A VQ-VAE only: restart the codes no position used during an epoch.
+
+    A :class:`vaecore.VQVAE` is trained by :func:`vaecore.vqvae.fit_vq` with
+    epochs, batch_size, optimizer, lr, seed, callbacks, progress and
+    restart_dead; it returns a :class:`vaecore.VQHistory`.
+
     Returns
     -------
     History
@@ -439,7 +446,10 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         if beta != 1.0 or validation_data is not None or checkpoint is not None or resume or k != 1:
             raise TypeError("beta, validation_data, checkpoint, resume and k are not for a VQ-VAE; it takes epochs, "
                             "batch_size, optimizer, lr, seed, callbacks and progress")
-        return fit_vq(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress)
+        return fit_vq(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress,
+                      restart_dead=True if restart_dead is None else restart_dead)
+    if restart_dead is not None:
+        raise TypeError("restart_dead (restarting unused codes) is for a VQ-VAE")
     if isinstance(model, GAN):   # a GAN trains in its own loop (vaecore/gan.py)
         if beta != 1.0 or validation_data is not None or checkpoint is not None or resume:
             raise TypeError("beta, validation_data, checkpoint and resume are for a VAE; a GAN takes epochs, "
