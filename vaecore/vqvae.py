@@ -213,10 +213,12 @@ class VQVAE:
 
     @property
     def ema_count(self):
+        """ndarray (codebook_size,) or None: the averaged code counts N_k of the EMA update (a live view)."""
         return None if self._ema is None else self._ema[:self.codebook_size]
 
     @property
     def ema_sum(self):
+        """ndarray (codebook_size, code_dim) or None: the averaged sums M_k of the encoder outputs coded k."""
         return None if self._ema is None else self._ema[self.codebook_size:].reshape(self.codebook_size,
                                                                                       self.code_dim)
 
