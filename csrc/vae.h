@@ -216,6 +216,7 @@ typedef struct {
                    int trans_b, int reference, void *pack, size_t pack_len, int threads);
     void (*activation)(void *a, size_t n, int act);
     const struct GanKernels *gan;    /* the GAN's kernels of the same type and instruction set (gan.h) */
+    const struct StackKernels *stack; /* a lone layer stack's kernels of the same type and set (stack.h) */
 } VaeKernels;
 
 extern const VaeKernels vae_kernels_f32, vae_kernels_f64;
