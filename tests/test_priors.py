@@ -392,3 +392,20 @@ def test_stack_backward_over_many_rows_is_the_sum_over_parts():
     # backward runs its own forward pass: a forward of other rows in between changes nothing
     core.forward(p._onehot(rng.integers(0, K3, size=(600, L3))))
     np.testing.assert_array_equal(core.backward(x, dout), whole)
+
+
+def test_public_names_are_exported_and_documented():
+    assert {"IndependentPrior", "AutoregressivePrior"} <= set(vaecore.__all__)
+    assert vaecore.IndependentPrior is vaecore.priors.IndependentPrior
+    for cls in (vaecore.IndependentPrior, vaecore.AutoregressivePrior):
+        assert cls.__doc__ and len(cls.__doc__) > 200
+        for name in ("fit", "log_prob", "nll_bits", "sample"):
+            assert getattr(cls, name).__doc__, (cls, name)
+    for name in ("forward", "backward", "adam_step", "layout"):
+        assert getattr(_core.Stack, name).__doc__.startswith(name + "($self"), name
+    assert "Germain et al. 2015" in vaecore.priors.__doc__
+
+
+def test_docstring_examples_run():
+    import doctest
+    assert doctest.testmod(vaecore.priors, raise_on_error=False).failed == 0
