@@ -36,12 +36,14 @@ if not openmp:
 core = Extension(
     "vaecore._core",
     sources=["csrc/_core.c", "csrc/vae.c", "csrc/model.c", "csrc/hooks.c", "csrc/rng.c", "csrc/gan.c", "csrc/vq.c",
+             "csrc/stack.c",
              "csrc/vae_f32.c", "csrc/vae_f64.c",
              "csrc/vae_f32_avx2.c", "csrc/vae_f64_avx2.c",
              "csrc/vae_f32_avx512.c", "csrc/vae_f64_avx512.c"],
     depends=["csrc/vae.h", "csrc/rng.h", "csrc/conv.h", "csrc/kernels.inc", "csrc/gemm.inc", "csrc/conv.inc",
              "csrc/layers.inc",
-             "csrc/vae.inc", "csrc/optim.inc", "csrc/gan.h", "csrc/gan.inc", "csrc/vq.h", "csrc/vq.inc"],
+             "csrc/vae.inc", "csrc/optim.inc", "csrc/gan.h", "csrc/gan.inc",
+             "csrc/stack.h", "csrc/stack.inc", "csrc/vq.h", "csrc/vq.inc"],
     include_dirs=[np.get_include(), "csrc"],
     # numpy>=1.25 is the runtime floor, so hide every API deprecated before 1.25.
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],

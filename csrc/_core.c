@@ -29,6 +29,7 @@
 #undef I
 
 #include "gan.h"
+#include "stack.h"
 #include "vae.h"
 #include "vq.h"
 
@@ -1274,6 +1275,230 @@ static PyType_Spec Gan_spec = {
     .slots = Gan_slots,
 };
 
+/* ---------------------------------------------------------------- Stack */
+
+/*
+ * vaecore._core.Stack: one layer stack (stack.h) on its own flat parameter
+ * buffer, with no loss attached: forward, the gradient for a given d loss /
+ * d out, and Adam on the buffer. Its object starts with a ModelObject, as the
+ * GAN's does, so the helpers above serve it too: of the base's VAE layout
+ * only D and num_params are set, the rest stays zero and unused.
+ */
+typedef struct {
+    ModelObject base;
+    StackLayout S;
+} StackObject;
+
+static PyObject *Stack_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"input_shape", "layers", "dtype", "seed", NULL};
+    PyObject *shape, *layers, *seed_obj;
+    const char *dtype;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOsO:Stack", kwlist, &shape, &layers, &dtype, &seed_obj))
+        return NULL;
+    uint64_t seed;
+    if (parse_seed(seed_obj, &seed, "seed")) return NULL;
+    LayerSpec *specs = PyMem_Calloc(VAE_MAX_LAYERS, sizeof(LayerSpec));
+    StackObject *s = NULL;
+    VaeShape in;
+    int n, typenum;
+    if (!specs) { PyErr_NoMemory(); goto fail; }
+    if (parse_shape(shape, &in, "input_shape") || parse_stack(layers, specs, &n, "layers") ||
+        parse_dtype(dtype, &typenum))
+        goto fail;
+    s = (StackObject *)type->tp_alloc(type, 0);
+    if (!s) goto fail;
+    int err = stack_layout(&s->S, in, specs, n);
+    if (err) { set_core_error(err, "Stack"); goto fail; }
+    const StackLayout *L = &s->S;
+    if (L->num_params > (size_t)NPY_MAX_INTP / 8) { set_core_error(VAE_ERR_OVERFLOW, "Stack parameters"); goto fail; }
+    ModelObject *m = &s->base;
+    m->L.D = L->D;
+    m->L.num_params = L->num_params;
+    if (init_model(m, typenum, seed, L->num_params)) goto fail;
+    PyMem_Free(specs);
+    return (PyObject *)s;
+fail:
+    PyMem_Free(specs);
+    Py_XDECREF(s);
+    return NULL;
+}
+
+PyDoc_STRVAR(stack_layout_doc,
+"layout($self, /)\n--\n\n"
+"The parameter layout: a list of (name, offset, shape) in buffer order: net.i.W and\n"
+"net.i.b for each layer i with parameters.");
+
+static PyObject *Stack_layout(StackObject *s, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (list && add_stack(list, "net", &s->S.st)) Py_CLEAR(list);
+    return list;
+}
+
+PyDoc_STRVAR(stack_forward_doc,
+"forward($self, x, /)\n--\n\n"
+"The stack's output (n, output_dim) for x (n, input_dim) (images flattened).");
+
+static PyObject *Stack_forward(StackObject *s, PyObject *x_obj)
+{
+    ModelObject *m = &s->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)s->S.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    PyArrayObject *out = new_matrix(m, n, (npy_intp)s->S.O);
+    if (!out) return NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = stack_forward_rows(m->k, &s->S, g_threads, PyArray_DATA(m->params), PyArray_DATA(x), (size_t)n,
+                             PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_DECREF(out);
+        return set_core_error(err, "forward");
+    }
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(stack_backward_doc,
+"backward($self, x, dout, /)\n--\n\n"
+"The gradient (num_params,) of a scalar loss whose gradient with respect to the\n"
+"stack's output forward(x) is dout (n, output_dim): sum over the rows of\n"
+"(d out_i / d params)^T dout_i. The forward pass of x (n, input_dim) is run anew.");
+
+static PyObject *Stack_backward(StackObject *s, PyObject *args)
+{
+    PyObject *x_obj, *dout_obj;
+    if (!PyArg_ParseTuple(args, "OO:backward", &x_obj, &dout_obj)) return NULL;
+    ModelObject *m = &s->base;
+    PyArrayObject *x = check_matrix(m, x_obj, "x", -1, (npy_intp)s->S.D);
+    if (!x || check_finite(m, x, "x")) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    PyArrayObject *dout = check_matrix(m, dout_obj, "dout", n, (npy_intp)s->S.O);
+    if (!dout || check_finite(m, dout, "dout")) return NULL;
+    npy_intp P = (npy_intp)s->S.num_params;
+    PyArrayObject *grad = (PyArrayObject *)PyArray_EMPTY(1, &P, m->typenum, 0);
+    if (!grad) return NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = stack_backward_rows(m->k, &s->S, g_threads, PyArray_DATA(m->params), PyArray_DATA(x),
+                              PyArray_DATA(dout), (size_t)n, PyArray_DATA(grad));
+    Py_END_ALLOW_THREADS
+    if (err) {
+        Py_DECREF(grad);
+        return set_core_error(err, "backward");
+    }
+    return (PyObject *)grad;
+}
+
+/* grads: a (P,) array of the stack's dtype, contiguous and aligned (it is only read) */
+static PyArrayObject *check_grads(ModelObject *m, PyObject *obj)
+{
+    PyArrayObject *a = PyArray_Check(obj) ? (PyArrayObject *)obj : NULL;
+    if (!a || PyArray_TYPE(a) != m->typenum || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) != 1 ||
+        PyArray_DIM(a, 0) != (npy_intp)m->L.num_params || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "grads must be a contiguous, native-byte-order %s numpy array of shape (%zd,), "
+                     "got %.200s", dtype_name(m->typenum), (Py_ssize_t)m->L.num_params, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return a;
+}
+
+PyDoc_STRVAR(stack_adam_step_doc,
+"adam_step($self, grads, m, v, t, lr, beta1, beta2, eps, /)\n--\n\n"
+"One Adam step (Kingma & Ba 2015, with bias correction, as torch.optim.Adam) on the\n"
+"parameters from grads (num_params,), with the moments m and v (num_params,) and the\n"
+"step counter t (an int64 array of shape (1,)) updated in place. Raises\n"
+"FloatingPointError, changing nothing, when grads holds a NaN or Inf or the update\n"
+"would leave one.");
+
+static PyObject *Stack_adam_step(StackObject *s, PyObject *args)
+{
+    PyObject *g_obj, *m_obj, *v_obj, *t_obj;
+    VaeOptim opt = {OPT_ADAM, 0, 0, 0, 0, 0, 0};
+    if (!PyArg_ParseTuple(args, "OOOOdddd:adam_step", &g_obj, &m_obj, &v_obj, &t_obj, &opt.lr, &opt.beta1,
+                          &opt.beta2, &opt.eps))
+        return NULL;
+    ModelObject *mo = &s->base;
+    if (check_optim(&opt, args, 4, "")) return NULL;   /* lr, beta1, beta2, eps at 4..7 (momentum is 0) */
+    PyArrayObject *g = check_grads(mo, g_obj), *m, *v, *t;
+    if (!g || !(m = check_state(mo, m_obj, "m")) || !(v = check_state(mo, v_obj, "v")) || !(t = check_counter(t_obj)))
+        return NULL;
+    /* grads, m, v and t are read or written while the parameters change: no two may share memory */
+    PyArrayObject *arr[5] = {g, m, v, t, mo->params};
+    const char *names[5] = {"grads", "m", "v", "t", "params"};
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            if (overlaps(PyArray_DATA(arr[i]), nbytes(arr[i]), PyArray_DATA(arr[j]), nbytes(arr[j])))
+                return PyErr_Format(PyExc_ValueError, "%s must not share memory with %s", names[i], names[j]);
+    int err;
+    lock_model(mo);
+    Py_BEGIN_ALLOW_THREADS
+    err = stack_adam_step(mo->k, &s->S, g_threads, PyArray_DATA(mo->params), PyArray_DATA(m), PyArray_DATA(v),
+                          PyArray_DATA(g), (int64_t *)PyArray_DATA(t), &opt);
+    Py_END_ALLOW_THREADS
+    unlock_model(mo);
+    if (err) return set_core_error(err, "adam_step");
+    Py_RETURN_NONE;
+}
+
+static PyObject *Stack_get_config(StackObject *s, void *Py_UNUSED(c))
+{
+    const StackLayout *L = &s->S;
+    PyObject *shape = L->in.rank == 1 ? Py_BuildValue("(i)", L->in.c) : Py_BuildValue("(iii)", L->in.c, L->in.h, L->in.w);
+    PyObject *layers = stack_specs(L->spec, L->n);
+    if (!shape || !layers) {
+        Py_XDECREF(shape); Py_XDECREF(layers);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:N,s:s}", "input_shape", shape, "layers", layers, "dtype", dtype_name(s->base.typenum));
+}
+
+static PyObject *Stack_get_input_dim(StackObject *s, void *Py_UNUSED(c)) { return PyLong_FromSize_t(s->S.D); }
+static PyObject *Stack_get_output_dim(StackObject *s, void *Py_UNUSED(c)) { return PyLong_FromSize_t(s->S.O); }
+
+static PyMethodDef Stack_methods[] = {
+    {"layout", (PyCFunction)Stack_layout, METH_NOARGS, stack_layout_doc},
+    {"forward", (PyCFunction)Stack_forward, METH_O, stack_forward_doc},
+    {"backward", (PyCFunction)Stack_backward, METH_VARARGS, stack_backward_doc},
+    {"adam_step", (PyCFunction)Stack_adam_step, METH_VARARGS, stack_adam_step_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Stack_getset[] = {
+    {"params", (getter)Model_get_params, NULL, "(num_params,) the live parameter buffer", NULL},
+    {"num_params", (getter)Model_get_num_params, NULL, "number of parameters", NULL},
+    {"input_dim", (getter)Stack_get_input_dim, NULL, "size of one input row (the input shape's product)", NULL},
+    {"output_dim", (getter)Stack_get_output_dim, NULL, "size of one output row", NULL},
+    {"dtype", (getter)Model_get_dtype, NULL, "'float32' or 'float64'", NULL},
+    {"config", (getter)Stack_get_config, NULL, "the configuration as a dict", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Stack_doc,
+"Stack(input_shape, layers, dtype, seed)\n"
+"--\n\n"
+"A lone layer stack of vaecore's C core on a flat parameter buffer, with no loss:\n"
+"forward(x), backward(x, dout) -> the parameters' gradient, and adam_step. The\n"
+"layers are tuples as vaecore.layers.encode gives them. Parameters start at zero.\n"
+"vaecore.AutoregressivePrior uses it; use that, not this.");
+
+static PyType_Slot Stack_slots[] = {
+    {Py_tp_new, Stack_new},
+    {Py_tp_dealloc, Model_dealloc},
+    {Py_tp_methods, Stack_methods},
+    {Py_tp_getset, Stack_getset},
+    {Py_tp_doc, (void *)Stack_doc},
+    {0, NULL},
+};
+
+static PyType_Spec Stack_spec = {
+    .name = "vaecore._core.Stack",
+    .basicsize = sizeof(StackObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Stack_slots,
+};
+
 /* ------------------------------------------------------------------ VQ-VAE */
 
 /*
@@ -1917,6 +2142,12 @@ static int core_exec(PyObject *module)
     if (!vq_type) return -1;
     if (PyModule_AddObject(module, "VqVae", vq_type) < 0) {
         Py_DECREF(vq_type);
+        return -1;
+    }
+    PyObject *stack_type = PyType_FromModuleAndSpec(module, &Stack_spec, NULL);
+    if (!stack_type) return -1;
+    if (PyModule_AddObject(module, "Stack", stack_type) < 0) {
+        Py_DECREF(stack_type);
         return -1;
     }
     if (add_names(module, "ACTIVATIONS", ACT_NAMES, ACT_COUNT) || add_names(module, "LIKELIHOODS", LIK_NAMES, LIK_COUNT))

@@ -217,6 +217,7 @@ typedef struct {
     void (*activation)(void *a, size_t n, int act);
     const struct GanKernels *gan;    /* the GAN's kernels of the same type and instruction set (gan.h) */
     const struct VqKernels *vq;      /* the VQ-VAE's (vq.h) */
+    const struct StackKernels *stack; /* a lone layer stack's kernels of the same type and set (stack.h) */
 } VaeKernels;
 
 extern const VaeKernels vae_kernels_f32, vae_kernels_f64;

@@ -916,3 +916,87 @@ class ReferenceVQVAE(ReferenceStackVAE):
         n = count.sum()
         smoothed = (count + eps) / (n + self.K * eps) * n
         return count, sums, sums / smoothed[:, None]
+class ReferenceMADE:
+    """MADE (Germain et al. 2015, "MADE: Masked Autoencoder for Distribution Estimation") over grids of
+    L positions with K codes each, written from the paper's degree rules, in float64.
+
+    The one-hot input unit of position j has degree j + 1, the output logits of position i degree i + 1;
+    hidden unit u of each hidden layer has degree 1 + (u mod max(L - 1, 1)) (vaecore's deterministic
+    choice of degrees). A weight from a unit of degree a to a hidden unit of degree b exists when b >= a,
+    to an output unit of degree b when b > a. Layers: [Linear(h), act] per hidden width, then
+    Linear(L K); log p(c) = sum_i log softmax(logits_i)[c_i]; the loss is -mean_n log p(c_n).
+
+    Parameters are a list [(W (I, O), b (O,)), ...]; flat(params) packs them as vaecore's layout does
+    (W, b per layer). The masks multiply W in the forward pass, so a weight off the mask has no effect
+    and gets gradient 0 whatever its value.
+    """
+
+    def __init__(self, L, K, hidden, activation):
+        self.L, self.K, self.hidden, self.activation = L, K, tuple(hidden), activation
+        deg_in = [j // K + 1 for j in range(L * K)]
+        layers_deg = [deg_in] + [[1 + u % max(L - 1, 1) for u in range(h)] for h in self.hidden]
+        self.masks = []
+        for below, above in zip(layers_deg, layers_deg[1:]):
+            self.masks.append(np.array([[1.0 if b >= a else 0.0 for b in above] for a in below]))
+        last = layers_deg[-1]
+        self.masks.append(np.array([[1.0 if b > a else 0.0 for b in deg_in] for a in last]))
+        widths = [L * K] + list(self.hidden) + [L * K]
+        self.shapes = [((i, o), (o,)) for i, o in zip(widths, widths[1:])]
+
+    def unflat(self, flat):
+        out, at = [], 0
+        for (ws, bs) in self.shapes:
+            nw, nb = ws[0] * ws[1], bs[0]
+            out.append((flat[at:at + nw].reshape(ws), flat[at + nw:at + nw + nb]))
+            at += nw + nb
+        return out
+
+    def onehot(self, codes):
+        """codes (n, L) -> x (n, L K)"""
+        n = codes.shape[0]
+        x = np.zeros((n, self.L * self.K))
+        for r in range(n):
+            for i in range(self.L):
+                x[r, i * self.K + codes[r, i]] = 1.0
+        return x
+
+    def logits(self, flat, codes):
+        """(n, L, K) logits and the tape of pre-activations for the backward pass."""
+        params = self.unflat(flat)
+        h = self.onehot(codes)
+        tape = []
+        for li, ((W, b), M) in enumerate(zip(params, self.masks)):
+            a = linear_forward(h, W * M, b)
+            tape.append((h, a))
+            h = activation_forward(a, self.activation) if li < len(params) - 1 else a
+        return h.reshape(-1, self.L, self.K), tape
+
+    def log_softmax(self, z):
+        z = z - z.max(axis=2, keepdims=True)
+        return z - np.log(np.sum(np.exp(z), axis=2, keepdims=True))
+
+    def log_prob(self, flat, codes):
+        """(n,) natural-log probability of each grid."""
+        lp = self.log_softmax(self.logits(flat, codes)[0])
+        return np.array([sum(lp[r, i, codes[r, i]] for i in range(self.L)) for r in range(codes.shape[0])])
+
+    def loss_and_grad(self, flat, codes):
+        """(-mean log p(codes), its gradient (P,) in the flat layout)."""
+        n = codes.shape[0]
+        z, tape = self.logits(flat, codes)
+        p = np.exp(self.log_softmax(z))
+        loss = -float(np.mean(self.log_prob(flat, codes)))
+        # d loss / d logits = (softmax - onehot) / n, per position
+        dz = (p - self.onehot(codes).reshape(n, self.L, self.K)) / n
+        g = dz.reshape(n, -1)
+        params = self.unflat(flat)
+        grads = [None] * len(params)
+        for li in range(len(params) - 1, -1, -1):
+            (W, b), M = params[li], self.masks[li]
+            inp, a = tape[li]
+            if li < len(params) - 1:
+                g = activation_backward(g, a, self.activation)
+            dinp, dW, db = linear_backward(g, inp, W * M)
+            grads[li] = (dW * M, db)   # d/dW of (W * M) is M
+            g = dinp
+        return loss, np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in grads])

@@ -1333,3 +1333,166 @@ def test_metrics_score_or_refuse(which, data, n_bins):
     else:
         # the one refusal of valid input: MIG is undefined when every factor is constant
         assert not valid or (which == "mig" and all(len(np.unique(f)) == 1 for f in factors.T)), out
+
+
+# ------------------------------------------------------------- priors over codes (issue 13)
+import functools   # noqa: E402
+import pickle      # noqa: E402
+
+# vaecore._core.Stack takes exactly the arrays of its dtype (core_ready), as _core.Model does; the priors
+# take code grids: anything np.asarray makes into an integer array (bool refused) of shape (n, *grid_shape)
+# with every value in [0, codebook_size), restated here from their documentation.
+CODE_DTYPES = ["int64"] * 4 + ["int32", "uint8", "int8", ">i8", "float64", "float32", "bool", "object", "<U3"]
+CODE_LAYOUTS = ["C"] * 4 + ["F", "neg", "broadcast", "readonly", "list", "flat", "extra", "scalar"]
+CODE_VALUES = ["ok"] * 4 + ["negative", "too big", "huge"]
+
+
+@st.composite
+def code_grids(draw, K=3):
+    """Mostly (n, 2, 2) grids of codes in [0, K), of assorted dtypes, layouts and values; sometimes wrong."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(WRONG))
+    n = draw(st.sampled_from([1, 2, 5, 5, 0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    a = rng.integers(0, K, size=(n, 2, 2))
+    values = draw(st.sampled_from(CODE_VALUES))
+    if values != "ok" and a.size:
+        a.flat[rng.integers(a.size)] = {"negative": -1, "too big": K, "huge": 2**40}[values]
+    dt = draw(st.sampled_from(CODE_DTYPES))
+    with np.errstate(all="ignore"):
+        a = a.astype(dt) if not (dt in ("int8", "uint8", "int32") and values == "huge") else a
+    layout = draw(st.sampled_from(CODE_LAYOUTS))
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "neg":
+        return a[::-1, ::-1]
+    if layout == "broadcast":
+        return np.broadcast_to(a[:1], a.shape) if n else a
+    if layout == "readonly":
+        a.flags.writeable = False
+        return a
+    if layout == "list":
+        return a.tolist()
+    if layout == "flat":
+        return a.reshape(n, 4)
+    if layout == "extra":
+        return a[..., None]
+    if layout == "scalar":
+        return a.flat[0] if a.size else 1
+    return a
+
+
+def codes_ok(a, K=3, grid=(2, 2)):
+    try:
+        arr = np.asarray(a)
+    except Exception:
+        return None
+    if arr.dtype.kind not in "iu" or arr.ndim < 1 or arr.shape[1:] != grid:
+        return None
+    if arr.size and (arr.min() < 0 or arr.max() >= K):
+        return None
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+@functools.cache
+def fitted_priors():
+    codes = np.random.default_rng(0).integers(0, 3, size=(30, 2, 2))
+    made = vaecore.AutoregressivePrior(3, hidden=(5,), dtype="float64", seed=0).fit(codes, epochs=1, progress=False)
+    return vaecore.IndependentPrior(3).fit(codes), made
+
+
+@fuzz(60)
+@given(which=st.sampled_from([0, 1]), method=st.sampled_from(["log_prob", "nll_bits", "fit"]), codes=code_grids())
+def test_prior_methods_work_or_refuse(which, method, codes):
+    p = fitted_priors()[which]
+    snap = snapshot(codes)
+    clean_codes = codes_ok(codes)
+    if method == "fit":
+        p = pickle.loads(pickle.dumps(p))     # a copy: fitting must not disturb the shared priors
+        kwargs = {} if which == 0 else dict(epochs=1, progress=False)
+        ok, out = attempt(p.fit, codes, **kwargs)
+        # fit takes any grid shape (the shape of its codes becomes the prior's), at least one example
+        clean_codes = codes_ok(codes, grid=np.shape(codes)[1:] if np.ndim(codes) >= 1 else None)
+        assert ok == (clean_codes is not None and clean_codes.shape[0] >= 1), (codes, out)
+        if ok:
+            assert p.grid_shape == clean_codes.shape[1:]
+            twin = type(p)(3) if which == 0 else vaecore.AutoregressivePrior(3, hidden=(5,), dtype="float64")
+            twin.fit(clean_codes, **kwargs)
+            assert same(p.log_prob(clean_codes), twin.log_prob(clean_codes))
+    else:
+        ok, out = attempt(getattr(p, method), codes)
+        want_ok = clean_codes is not None and (method == "log_prob" or clean_codes.shape[0] >= 1)
+        assert ok == want_ok, (codes, out)
+        if ok:
+            assert same(out, getattr(p, method)(clean_codes))
+    assert untouched(codes, snap) if isinstance(codes, np.ndarray) else True
+
+
+def stack_inputs(rows, cols, dt):
+    """Every kind of input for one array argument of _core.Stack: each dtype x kind of value in C order,
+    each layout x kind of value in the stack's dtype, and every wrong type."""
+    i = 0
+    for val in dict.fromkeys(VALUES):
+        for d in dict.fromkeys(DTYPES):
+            i += 1
+            yield build(rows, cols, d, "C", val, i)
+        for lay in dict.fromkeys(LAYOUTS):
+            i += 1
+            yield build(rows, cols, dt, lay, val, i)
+    yield from WRONG
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("which", ["forward", "backward.x", "backward.dout", "adam_step.grads", "adam_step.m"])
+def test_stack_calls_work_or_refuse(which, dt):
+    core = vaecore.AutoregressivePrior(2, hidden=(3,), dtype=dt).fit(np.zeros((2, 2), int), epochs=0,
+                                                                       progress=False)._core
+    D, P = core.input_dim, core.num_params
+    rng = np.random.default_rng(0)
+    x, dout = rng.random((3, D)).astype(dt), rng.normal(size=(3, D)).astype(dt)
+    fn, _, arg = which.partition(".")
+    if fn == "adam_step":
+        m, v = np.zeros(P, dt), np.zeros(P, dt)
+        grads = rng.normal(size=P).astype(dt) * 1e-3
+        pool = [a.ravel() if isinstance(a, np.ndarray) and a.ndim == 2 else a for a in stack_inputs(1, P, dt)]
+        pool += [np.zeros(P + 1, dt), np.zeros((P, 1), dt), core.params, core.params[::-1], m, v, m[::-1]]
+        for a in pool:
+            args = {"grads": grads, "m": m}
+            args[arg] = a
+            before, t = np.array(core.params), np.zeros(1, np.int64)
+            ok, out = attempt(core.adam_step, args["grads"], args["m"], v, t, 1e-3, 0.9, 0.999, 1e-8,
+                              allowed=CORE_ALLOWED)
+            g, mm = args["grads"], args["m"]
+            ready = all(isinstance(b, np.ndarray) and b.dtype == np.dtype(dt) and b.shape == (P,)
+                        and b.flags.c_contiguous and b.flags.aligned for b in (g, mm))
+            ready = (ready and mm.flags.writeable and finite(g)
+                     and not any(np.shares_memory(b, c) for b, c in [(g, core.params), (mm, core.params), (g, mm),
+                                                                       (g, v), (mm, v)]))
+            # huge gradients, or a NaN, Inf or huge value in the moment m, make the update overflow: then a
+            # FloatingPointError is right
+            overflows = ready and (not finite(mm) or max(float(np.max(np.abs(b), initial=0)) for b in (g, mm)) > 1e30)
+            if overflows and not ok:
+                assert isinstance(out, FloatingPointError), out
+            else:
+                assert ok == ready, (which, a, out)
+            assert t[0] == (1 if ok else 0)
+            if not ok:
+                np.testing.assert_array_equal(core.params, before)
+        return
+    for a in stack_inputs(3, D, dt):
+        snap = snapshot(a)
+        if fn == "forward":
+            ok, out = attempt(core.forward, a, allowed=CORE_ALLOWED)
+            assert ok == (core_ready(a, dt, D) and finite(a)), (which, a, out)
+            if ok:
+                assert same(out, core.forward(np.array(a)))
+        else:
+            args = {"x": x, "dout": dout}
+            args[arg] = a
+            ok, out = attempt(core.backward, args["x"], args["dout"], allowed=CORE_ALLOWED)
+            ready = (core_ready(args["x"], dt, D, rows=3) and finite(args["x"])
+                     and core_ready(args["dout"], dt, D, rows=3) and finite(args["dout"]))
+            assert ok == ready, (which, a, out)
+            if ok:
+                assert same(out, core.backward(np.array(args["x"]), np.array(args["dout"])))
+        assert untouched(a, snap)

@@ -352,6 +352,7 @@ CASES.update({
                                               gan_world().X))),
 })
 
+
 @functools.cache
 def vq_world():
     """A VQ-VAE (a small conv one: a 2 x 2 grid of codes), its low-level core and its arguments, built once."""
@@ -369,6 +370,27 @@ def vq_world():
     Q.usage = np.zeros(6, np.int64)
     Q.path = os.path.join(world().dir, "q.npz")
     Q.q.save(Q.path, optimizer=Q.opt)
+    return Q
+
+
+@functools.cache
+def prior_world():
+    """The priors over codes (issue 13), their MLP's low-level _core.Stack and its arguments, built once."""
+    Q = types.SimpleNamespace()
+    rng = np.random.default_rng(2)
+    Q.codes = rng.integers(0, 3, size=(24, 2, 2))
+    Q.ind = vaecore.IndependentPrior(3).fit(Q.codes)
+    Q.made = vaecore.AutoregressivePrior(3, hidden=(6,), dtype="float64", seed=0)
+    Q.made.fit(Q.codes, epochs=1, progress=False)
+    Q.wrong = rng.integers(0, 3, size=(4, 3))           # the wrong grid shape
+    Q.big = np.full((4, 2, 2), 7)                        # codes out of range
+    Q.core = _core.Stack((12,), [(0, 6), (3, 0), (0, 12)], "float64", 0)
+    Q.core.params[...] = rng.normal(size=Q.core.num_params) * 0.1
+    P = Q.core.num_params
+    Q.x, Q.dout = rng.random((8, 12)), rng.normal(size=(8, 12))
+    Q.nan = np.full((8, 12), np.nan)
+    Q.grad, Q.badgrad = rng.normal(size=P) * 1e-3, np.full(P, np.inf)
+    Q.m, Q.v, Q.t = np.zeros(P), np.zeros(P), np.zeros(1, np.int64)
     return Q
 
 
@@ -396,6 +418,37 @@ CASES.update({
     "vq.pickle": (FEW, None, lambda W: (lambda q: pickle.loads(pickle.dumps(q)), (vq_world().q,))),
     "vq.fit": (FEW // 10, None, lambda W: (functools.partial(vaecore.fit, progress=False, epochs=1, batch_size=4),
                                             (vq_world().q, vq_world().x))),
+    # ---- vaecore._core.Stack and the priors over codes, success and error paths
+    "stack.core.forward": (MANY, None, lambda W: (prior_world().core.forward, (prior_world().x,))),
+    "stack.core.forward/bad": (MANY, ValueError, lambda W: (prior_world().core.forward, (prior_world().nan,))),
+    "stack.core.backward": (MANY, None, lambda W: (prior_world().core.backward, (prior_world().x,
+                                                                                prior_world().dout))),
+    "stack.core.backward/nan dout": (MANY, ValueError, lambda W: (prior_world().core.backward,
+                                                                  (prior_world().x, prior_world().nan))),
+    "stack.core.adam_step": (MANY, None, lambda W: (prior_world().core.adam_step, (
+        prior_world().grad, prior_world().m, prior_world().v, prior_world().t, 1e-6, 0.9, 0.999, 1e-8))),
+    "stack.core.adam_step/nonfinite": (MANY, FloatingPointError, lambda W: (prior_world().core.adam_step, (
+        prior_world().badgrad, prior_world().m, prior_world().v, prior_world().t, 1e-6, 0.9, 0.999, 1e-8))),
+    "stack.core.adam_step/aliased": (MANY, ValueError, lambda W: (prior_world().core.adam_step, (
+        prior_world().grad, prior_world().m, prior_world().m, prior_world().t, 1e-6, 0.9, 0.999, 1e-8))),
+    "stack.core.adam_step/t": (MANY, TypeError, lambda W: (prior_world().core.adam_step, (
+        prior_world().grad, prior_world().m, prior_world().v, 0, 1e-6, 0.9, 0.999, 1e-8))),
+    "stack.core.layout": (MANY, None, lambda W: (prior_world().core.layout, ())),
+    "stack.core.config": (MANY, None, lambda W: (getattr, (prior_world().core, "config"))),
+    "stack.core.new": (SOME, None, lambda W: (_core.Stack, ((12,), [(0, 6), (3, 0), (0, 12)], "float32", 0))),
+    "stack.core.new/bad": (SOME, ValueError, lambda W: (_core.Stack, ((4,), [(5, 2, 2, 2)], "float32", 0))),
+    "prior.independent.fit": (SOME, None, lambda W: (vaecore.IndependentPrior(3).fit, (prior_world().codes,))),
+    "prior.independent.log_prob": (SOME, None, lambda W: (prior_world().ind.log_prob, (prior_world().codes,))),
+    "prior.independent.sample": (SOME, None, lambda W: (prior_world().ind.sample, (5,))),
+    "prior.independent.log_prob/range": (SOME, ValueError, lambda W: (prior_world().ind.log_prob,
+                                                                      (prior_world().big,))),
+    "prior.made.log_prob": (SOME, None, lambda W: (prior_world().made.log_prob, (prior_world().codes,))),
+    "prior.made.nll_bits": (SOME, None, lambda W: (prior_world().made.nll_bits, (prior_world().codes,))),
+    "prior.made.sample": (SOME, None, lambda W: (prior_world().made.sample, (5,))),
+    "prior.made.log_prob/shape": (SOME, ValueError, lambda W: (prior_world().made.log_prob, (prior_world().wrong,))),
+    "prior.made.fit": (FEW // 10, None, lambda W: (functools.partial(prior_world().made.fit, epochs=1, progress=False),
+                                                    (prior_world().codes,))),
+    "prior.made.pickle": (FEW, None, lambda W: (lambda p: pickle.loads(pickle.dumps(p)), (prior_world().made,))),
 })
 
 

@@ -18,12 +18,13 @@ from .latent import interpolate
 from .model import AE, SGD, VAE, Adam, Optimizer, VAEConfig, load
 from .gan import GAN, GANHistory, fit_gan
 from .vqvae import VQHistory, VQVAE, fit_vq
+from .priors import AutoregressivePrior, IndependentPrior
 from .sweep import ModelBuilder, sweep, sweep_frame
 from .train import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AE", "GAN", "GANHistory", "VQVAE", "VQHistory", "fit_vq", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "fit_gan",
+__all__ = ["VAE", "AE", "GAN", "GANHistory", "VQVAE", "VQHistory", "fit_vq", "IndependentPrior", "AutoregressivePrior", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "fit", "fit_gan",
            "History", "EarlyStopping", "interpolate", "datasets", "sweep", "sweep_frame", "ModelBuilder", "layers",
            "metrics", "plot", "set_num_threads", "get_num_threads", "__version__"]
 

@@ -81,6 +81,11 @@ class VqVae:
     def __new__(cls, input_shape: tuple[int] | tuple[int, int, int], codebook_size: int, code_dim: int,
                 encoder: list[_Layer], decoder: list[_Layer], likelihood: str, ema: bool, dtype: str,
                 seed: int) -> VqVae: ...
+
+class Stack:
+    # one layer stack on its own flat buffer, no loss (vaecore.AutoregressivePrior's MLP)
+    def __new__(cls, input_shape: tuple[int] | tuple[int, int, int], layers: list[_Layer], dtype: str,
+                seed: int) -> Stack: ...
     @property
     def params(self) -> _F: ...                  # (P,) the live buffer
     @property
@@ -101,3 +106,15 @@ class VqVae:
                    adam_eps: float, momentum: float, clip_norm: float, t: NDArray[np.int64], s1: _F | None,
                    s2: _F | None, ema: _F | None, usage: NDArray[np.int64] | None,
                    /) -> tuple[float, float, float, float, float]: ...
+    def input_dim(self) -> int: ...              # D
+    @property
+    def output_dim(self) -> int: ...             # O
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def config(self) -> dict[str, object]: ...
+    def layout(self, /) -> list[tuple[str, int, tuple[int, ...]]]: ...
+    def forward(self, x: _F, /) -> _F: ...                                  # (n, D) -> (n, O)
+    def backward(self, x: _F, dout: _F, /) -> _F: ...                       # (n, D), (n, O) -> (P,)
+    def adam_step(self, grads: _F, m: _F, v: _F, t: NDArray[np.int64], lr: float, beta1: float, beta2: float,
+                  eps: float, /) -> None: ...
