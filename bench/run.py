@@ -6,6 +6,8 @@
     python bench/run.py --no-torch           # as if PyTorch were not installed
     python bench/run.py --workloads conv --threads 1 --peers vaecore,torch
                                              # the convolutional VAE (needs vaecore.layers)
+    python bench/run.py --workloads vqvae --peers vaecore,torch
+                                             # the VQ-VAE of issue 13 against its PyTorch twin
 
 The same model, data, batch order, optimizer (Adam, lr 1e-3) and initial
 parameters are trained by each peer (bench/peers.py): vaecore's ``train_step``,

@@ -8,9 +8,7 @@ runs in well under a second.
 """
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,17 +16,10 @@ import pytest
 import vaecore
 from vaecore import layers as L
 
-ROOT = Path(__file__).resolve().parent.parent
+from test_bench import ROOT
+from test_bench import _bench_import as bench   # modules of bench/ (not a package), imported from there
+
 pytestmark = pytest.mark.skipif(not (ROOT / "bench" / "run.py").exists(), reason="no benchmark suite in bench/")
-
-
-def bench(*names):
-    """Modules of bench/ (not a package), imported with bench/ on sys.path."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return [importlib.import_module(n) for n in names]
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 # ---------------------------------------------------------------- the workload
@@ -267,3 +258,34 @@ def test_torch_peer_follows_vaecore_on_the_workload():
         x = rng.random((w.batch, w.input_dim), dtype=np.float32) ** 3
         assert b.step_eps(x, eps) == pytest.approx(a.step_eps(x, eps), rel=1e-5), step
     assert_close(b.model.codebook.numpy(), a.m.codebook, 1e-4, "codebook after 3 steps")
+
+
+@pytest.mark.slow
+def test_quick_run_of_the_vqvae_workload_prints_its_line(tmp_path):
+    # bench/run.py end to end on the vqvae workload alone, the smallest settings (~5 s without PyTorch,
+    # ~15 s with it: the guard then trains both peers 20 steps)
+    import json
+    import subprocess
+
+    from test_bench import HAVE_TORCH, RUN
+
+    out = tmp_path / "results"
+    peers = ["--peers", "vaecore,torch"] if HAVE_TORCH else ["--no-torch"]
+    cmd = [sys.executable, str(RUN), "--quick", "--workloads", "vqvae", "--threads", "1", "--no-gemm", "--no-sweep",
+           "--no-profile", "--out", str(out), *peers]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, f"bench/run.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    md = (out / "latest.md").read_text()
+    assert md in r.stdout
+    results = json.loads((out / "latest.json").read_text())
+    assert results["workloads"]["vqvae"]["vq"]["codebook_size"] == 64
+    assert results["workloads"]["vqvae"]["flops_per_step"] == 757_858_304
+    runs = {q["peer"]: q for q in results["runs"]}
+    assert runs["vaecore"]["ok"] and runs["vaecore"]["steps_per_s"] > 0
+    assert "| vqvae | 1" in md and "nearest of 64 codes of 16 values" in md and "failed" not in md
+    if HAVE_TORCH:
+        assert results["guard"]["vqvae"]["passed"] is True, results["guard"]["vqvae"]["summary"]
+        assert runs["torch"]["ok"] and "× torch" in md
+        assert "| vqvae | 20 |" in md and "✓" in md and "✗" not in md
+    else:
+        assert "PyTorch peers skipped" in md
