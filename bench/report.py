@@ -231,13 +231,14 @@ def markdown(results):
             L.append("")
         vq = w.get("vq")
         if vq:
+            update = ("moving averages (decay " + format(vq["decay"], "g") + ")" if vq["codebook_update"] == "ema"
+                      else "its loss term's gradient")
             L.append(f"{name}: a VQ-VAE (vaecore.VQVAE), input {'×'.join(map(str, vq['input_shape']))}; encoder "
                      f"`{', '.join(vq['encoder'])}`; every position of its output replaced by the nearest of "
                      f"{vq['codebook_size']} codes of {vq['code_dim']} values (straight-through gradient); decoder "
-                     f"`{', '.join(vq['decoder'])}` (Bernoulli logits); codebook by {vq['codebook_update']}"
-                     f"{' (moving averages, decay ' + format(vq['decay'], 'g') + ')' if vq['codebook_update'] == 'ema' else ''}"
-                     f"; the β column is the commitment weight (there is no KL term, and no noise). GFLOP/step "
-                     f"adds the nearest-code search's product. PyTorch: bench/torch_vqvae.py, eager "
+                     f"`{', '.join(vq['decoder'])}` (Bernoulli logits); codebook by {update}; the β column is "
+                     f"the commitment weight (there is no KL term, and no noise). GFLOP/step adds the nearest-code "
+                     f"search's product. PyTorch: bench/torch_vqvae.py, eager "
                      f"(`nn.Conv2d`, `nn.ConvTranspose2d`, `argmin` over |z|² − 2 z·e + |e|², the moving "
                      f"averages after `optimizer.step()`).")
             L.append("")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Workload", "ConvWorkload", "VQWorkload", "Layer", "WORKLOADS", "load_data", "epoch_batches", "flops_per_step",
-           "linear_layers", "param_layers", "walk_layers", "vq_layers", "num_params"]
+__all__ = ["Workload", "ConvWorkload", "VQWorkload", "Layer", "WORKLOADS", "load_data", "epoch_batches",
+           "flops_per_step", "linear_layers", "param_layers", "walk_layers", "vq_layers", "num_params"]
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ def param_layers(w):
     flat = (int(np.prod(h)),)
     for head in ("mu", "logvar"):
         out.append((f"enc.{head}", "Linear", flat, (w.latent_dim,), (flat[0], w.latent_dim), (w.latent_dim,), True))
-    end = walk_layers(out, "dec", w.decoder, (w.latent_dim,), False)   # dec's first layer reads z, which needs its gradient
+    # dec's first layer reads z, which needs its gradient
+    end = walk_layers(out, "dec", w.decoder, (w.latent_dim,), False)
     if tuple(end) != tuple(w.input_shape):
         raise ValueError(f"the decoder ends at shape {end}, expected input_shape {tuple(w.input_shape)}")
     return out

@@ -121,7 +121,8 @@ def test_report_shows_the_vqvae_line_and_its_model():
     assert "| vqvae | 2 | torch | 20.0 ±5% | 1.50× |" in md
     assert "| vqvae | 1x28x28-c32-c16-vq64x16 | relu | bernoulli | 128 | 0.25 |" in md
     assert "nearest of 64 codes of 16 values" in md and "bench/torch_vqvae.py" in md
-    assert "ConvTranspose2d(1, 4, stride=2, padding=1)" in md and "decay 0.99" in md and "failed" not in md
+    assert "ConvTranspose2d(1, 4, stride=2, padding=1)" in md and "moving averages (decay 0.99)" in md
+    assert "failed" not in md
 
 
 # ---------------------------------------------------------------- the PyTorch twin against vaecore
