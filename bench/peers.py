@@ -28,6 +28,11 @@ whose ``named_params()`` are those of workloads.param_layers, and whose
 view of the (B, D) batch) and eps (B, K). Until vaecore has ``vaecore.layers``
 ``skip_reason`` says so and run.py leaves the workload out.
 
+The vqvae workload (workloads.VQWorkload) needs ``vaecore.VQVAE`` (issue 13);
+its peers are vaecore's ``train_step`` (one C call: forward, backward, Adam and
+the codebook's moving averages) and PyTorch eager (bench/torch_vqvae.py: the
+step, then ``ema_update``). A VQ-VAE has no noise: ``step_eps`` ignores eps.
+
 Thread counts are the caller's business (bench/worker.py sets them before
 anything is imported).
 """
@@ -43,8 +48,19 @@ TORCH_PEERS = ("torch", "torch.compile")
 
 def skip_reason(peer, w):
     """Why `peer` cannot run workload `w` (a sentence), or None when it can."""
-    from workloads import ConvWorkload
+    from workloads import ConvWorkload, VQWorkload
 
+    if isinstance(w, VQWorkload):
+        if peer == "numpy":
+            return "bench/numpy_vae.py has no VQ-VAE"
+        if peer == "torch.compile":
+            return "the VQ-VAE is compared with PyTorch eager only"
+        if peer == "vaecore":
+            import vaecore
+
+            if not hasattr(vaecore, "VQVAE"):
+                return "this vaecore has no VQ-VAE (vaecore.VQVAE) yet"
+        return None
     if not isinstance(w, ConvWorkload):
         return None
     if peer == "numpy":
@@ -71,8 +87,13 @@ def vaecore_layers(specs):
 
 def vaecore_model(w):
     import vaecore
-    from workloads import ConvWorkload
+    from workloads import ConvWorkload, VQWorkload
 
+    if isinstance(w, VQWorkload):
+        return vaecore.VQVAE(input_shape=tuple(w.input_shape), codebook_size=w.codebook_size, code_dim=w.code_dim,
+                             encoder=vaecore_layers(w.encoder), decoder=vaecore_layers(w.decoder),
+                             likelihood=w.likelihood, commitment=w.commitment, codebook_update=w.codebook_update,
+                             decay=w.decay, dtype="float32", seed=0)
     if isinstance(w, ConvWorkload):
         return vaecore.VAE(input_shape=tuple(w.input_shape), latent_dim=w.latent_dim,
                            encoder=vaecore_layers(w.encoder), decoder=vaecore_layers(w.decoder),
@@ -97,6 +118,23 @@ class VaecorePeer:
     def step_eps(self, x, eps):
         x = x if self.shape is None else x.reshape(self.shape)
         return self.m.train_step(x, self.opt, beta=self.beta, eps=eps)["loss"]
+
+
+class VaecoreVQPeer:
+    """vaecore.VQVAE's train_step on images (B, C, H, W): a view of the (B, D) batch."""
+
+    def __init__(self, w):
+        import vaecore
+
+        self.m = vaecore_model(w)
+        self.opt = vaecore.Adam(self.m, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        self.shape = (-1, *w.input_shape)
+
+    def step(self, x):
+        self.m.train_step(x.reshape(self.shape), self.opt)
+
+    def step_eps(self, x, eps):
+        return self.m.train_step(x.reshape(self.shape), self.opt)["loss"]
 
 
 class NumpyPeer:
@@ -158,7 +196,33 @@ class TorchPeer:
         return float(loss.detach())
 
 
+class TorchVQPeer(TorchPeer):
+    """bench/torch_vqvae.py in eager PyTorch from vaecore's initial parameters (its moving averages start
+    as vaecore's: counts 1, sums the codebook)."""
+
+    def __init__(self, w, adam=None):
+        import torch
+        from torch_vqvae import TorchVQVAE, make_optimizer, train_step
+
+        self.torch, self.train_step = torch, train_step
+        self.model = TorchVQVAE(vaecore_model(w).named_params(), w.input_shape, w.encoder, w.decoder, w.likelihood,
+                                w.commitment, w.codebook_update, w.decay)
+        kw = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam or "default"]
+        self.opt = make_optimizer(self.model, **kw)
+        self._cache = {}
+
+    def step(self, x):
+        self.train_step(self.model, self.opt, self._tensor(x))
+
+    def step_eps(self, x, eps):
+        return self.train_step(self.model, self.opt, self.torch.from_numpy(x))
+
+
 def make_peer(name, w, adam=None):
+    from workloads import VQWorkload
+
+    if isinstance(w, VQWorkload) and name in ("vaecore", "torch"):
+        return VaecoreVQPeer(w) if name == "vaecore" else TorchVQPeer(w, adam)
     if name == "vaecore":
         return VaecorePeer(w)
     if name == "numpy":

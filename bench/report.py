@@ -229,6 +229,19 @@ def markdown(results):
                      f"c32 in the arch column: a convolution with 32 output channels. PyTorch: "
                      f"bench/torch_conv_vae.py (`nn.Conv2d`, `nn.ConvTranspose2d`, `nn.Linear`).")
             L.append("")
+        vq = w.get("vq")
+        if vq:
+            update = ("moving averages (decay " + format(vq["decay"], "g") + ")" if vq["codebook_update"] == "ema"
+                      else "its loss term's gradient")
+            L.append(f"{name}: a VQ-VAE (vaecore.VQVAE), input {'×'.join(map(str, vq['input_shape']))}; encoder "
+                     f"`{', '.join(vq['encoder'])}`; every position of its output replaced by the nearest of "
+                     f"{vq['codebook_size']} codes of {vq['code_dim']} values (straight-through gradient); decoder "
+                     f"`{', '.join(vq['decoder'])}` (Bernoulli logits); codebook by {update}; the β column is "
+                     f"the commitment weight (there is no KL term, and no noise). GFLOP/step adds the nearest-code "
+                     f"search's product. PyTorch: bench/torch_vqvae.py, eager "
+                     f"(`nn.Conv2d`, `nn.ConvTranspose2d`, `argmin` over |z|² − 2 z·e + |e|², the moving "
+                     f"averages after `optimizer.step()`).")
+            L.append("")
     L.append(f"Every peer starts from vaecore's initial parameters (seed 0), trains in float32 with Adam (lr 1e-3, "
              f"betas (0.9, 0.999), eps 1e-8) on the same batches in the same order: the data shuffled once, cut "
              f"into full batches (the incomplete last one dropped for every peer), cycled. In timed runs each peer "

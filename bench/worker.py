@@ -158,7 +158,8 @@ def guard(spec):
     batches = list(np.load(spec["batches"]))
     nb = len(batches)
     rng = np.random.default_rng(spec["seed"])
-    eps = [rng.standard_normal((w.batch, w.latent_dim), dtype=np.float32) for _ in range(spec["steps"])]
+    K = getattr(w, "latent_dim", 0)                   # a VQ-VAE has no noise: eps (B, 0), unused
+    eps = [rng.standard_normal((w.batch, K), dtype=np.float32) for _ in range(spec["steps"])]
     out = {}
     for peer in spec["peers"]:
         try:

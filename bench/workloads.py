@@ -1,7 +1,8 @@
 """The workloads of the benchmark, their data, their batches and their FLOP counts.
 
-The four multilayer-perceptron workloads of issue 5 (``Workload``) and the
-convolutional VAE of the layer-API issue (``ConvWorkload``, ``conv``).
+The four multilayer-perceptron workloads of issue 5 (``Workload``), the
+convolutional VAE of the layer-API issue (``ConvWorkload``, ``conv``) and the
+VQ-VAE of issue 13 (``VQWorkload``, ``vqvae``).
 
 A workload fixes everything every peer must share: the architecture, the
 activation, the likelihood, beta, the batch size, the data and the order of the
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Workload", "ConvWorkload", "Layer", "WORKLOADS", "load_data", "epoch_batches", "flops_per_step",
-           "linear_layers", "param_layers", "num_params"]
+__all__ = ["Workload", "ConvWorkload", "VQWorkload", "Layer", "WORKLOADS", "load_data", "epoch_batches",
+           "flops_per_step", "linear_layers", "param_layers", "walk_layers", "vq_layers", "num_params"]
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,57 @@ class ConvWorkload:
                 f"{self.likelihood}, batch {self.batch}, beta {self.beta:g}")
 
 
+@dataclass(frozen=True)
+class VQWorkload:
+    """A VQ-VAE (vaecore.VQVAE) built from layer lists: the encoder gives (code_dim, h, w), every
+    position is replaced by its nearest codebook row, the decoder maps that back to logits of
+    input_shape. No noise: the peers' step needs no eps."""
+    name: str
+    input_shape: tuple         # (C, H, W)
+    encoder: tuple             # Layer, ...
+    decoder: tuple             # Layer, ...
+    codebook_size: int         # K codes
+    code_dim: int              # d, the width of one code
+    likelihood: str            # "bernoulli" (logits)
+    commitment: float          # the weight of the commitment term
+    codebook_update: str       # "ema" or "loss"
+    decay: float               # of the moving averages (ema)
+    batch: int                 # B
+    data: str                  # "fashion"
+    guard_steps: int           # steps of the correctness guard (full run)
+    activation: str = "relu"   # of every hidden layer (the report's column)
+
+    input_dim = ConvWorkload.input_dim
+
+    @property
+    def beta(self):
+        """The report's beta column: the commitment weight (a VQ-VAE has no KL term)."""
+        return self.commitment
+
+    @property
+    def arch(self):
+        """'1x28x28-c32-c16-vq64x16': input, encoder convolutions' channels, codebook K x d."""
+        parts = ["x".join(map(str, self.input_shape))]
+        parts += [f"c{l.args[0]}" if l.kind == "Conv2d" else str(l.args[0]) for l in self.encoder
+                  if l.kind in ("Conv2d", "Linear")]
+        return "-".join(parts + [f"vq{self.codebook_size}x{self.code_dim}"])
+
+    def describe(self):
+        return (f"{self.arch} (4x4 stride-2 convolutions, transposed in the decoder), {self.activation}, "
+                f"{self.likelihood}, codebook {self.codebook_size} x {self.code_dim} ({self.codebook_update}, "
+                f"decay {self.decay:g}), commitment {self.commitment:g}, batch {self.batch}")
+
+
 # the convolutional VAE of the layer-API issue, exactly as the issue constructs it
 CONV_ENCODER = (Layer("Conv2d", (32, 4), 2, 1), Layer("ReLU"), Layer("Conv2d", (64, 4), 2, 1), Layer("ReLU"),
                 Layer("Flatten"), Layer("Linear", (256,)), Layer("ReLU"))
 CONV_DECODER = (Layer("Linear", (256,)), Layer("ReLU"), Layer("Linear", (3136,)), Layer("ReLU"),
                 Layer("Reshape", (64, 7, 7)), Layer("ConvTranspose2d", (32, 4), 2, 1), Layer("ReLU"),
                 Layer("ConvTranspose2d", (1, 4), 2, 1))
+
+# the VQ-VAE of issue 13, exactly as the issue constructs it: 49 codes of 16 values per image
+VQ_ENCODER = (Layer("Conv2d", (32, 4), 2, 1), Layer("ReLU"), Layer("Conv2d", (16, 4), 2, 1))
+VQ_DECODER = (Layer("ConvTranspose2d", (32, 4), 2, 1), Layer("ReLU"), Layer("ConvTranspose2d", (1, 4), 2, 1))
 
 WORKLOADS = {
     w.name: w for w in (
@@ -120,6 +166,9 @@ WORKLOADS = {
         Workload("wide", 784, (1024, 1024), 64, "relu", "bernoulli", 256, 1.0, "fashion", 60),
         # a convolutional VAE on Fashion-MNIST through vaecore's layer API
         ConvWorkload("conv", (1, 28, 28), CONV_ENCODER, CONV_DECODER, 20, "bernoulli", 128, 1.0, "fashion", 60),
+        # the VQ-VAE of issue 13 on Fashion-MNIST: codebook 64 x 16, moving-average codebook updates
+        VQWorkload("vqvae", (1, 28, 28), VQ_ENCODER, VQ_DECODER, 64, 16, "bernoulli", 0.25, "ema", 0.99, 128,
+                   "fashion", 60),
     )
 }
 
@@ -180,6 +229,42 @@ def linear_layers(w):
     return layers
 
 
+def walk_layers(out, prefix, layers, shape, first_reads_x):
+    """Append a row of param_layers to out for every layer with parameters of one stack that starts at
+    per-example shape `shape`; returns the stack's output shape. first_reads_x: its first layer reads the
+    data (no dinp) when out is still empty."""
+    for i, l in enumerate(layers):
+        needs_dinp = not (first_reads_x and not out)
+        if l.kind == "Conv2d":
+            C, H, W = shape
+            O, k = l.args
+            Ho, Wo = (H + 2 * l.padding - k) // l.stride + 1, (W + 2 * l.padding - k) // l.stride + 1
+            new = (O, Ho, Wo)
+            out.append((f"{prefix}.{i}", l.kind, shape, new, (O, C, k, k), (O,), needs_dinp))
+        elif l.kind == "ConvTranspose2d":
+            C, H, W = shape
+            O, k = l.args
+            new = (O, (H - 1) * l.stride - 2 * l.padding + k, (W - 1) * l.stride - 2 * l.padding + k)
+            out.append((f"{prefix}.{i}", l.kind, shape, new, (C, O, k, k), (O,), needs_dinp))
+        elif l.kind == "Linear":
+            if len(shape) != 1:
+                raise ValueError(f"{prefix}.{i}: Linear needs a flat input, got shape {shape} (add a Flatten)")
+            new = (l.args[0],)
+            out.append((f"{prefix}.{i}", l.kind, shape, new, (shape[0], l.args[0]), (l.args[0],), needs_dinp))
+        elif l.kind == "Flatten":
+            new = (int(np.prod(shape)),)
+        elif l.kind == "Reshape":
+            new = tuple(l.args)
+            if int(np.prod(new)) != int(np.prod(shape)):
+                raise ValueError(f"{prefix}.{i}: Reshape{new} of an input of shape {shape}")
+        elif l.kind == "ReLU":
+            new = shape
+        else:
+            raise ValueError(f"{prefix}.{i}: unknown layer kind {l.kind!r}")
+        shape = new
+    return shape
+
+
 def param_layers(w):
     """[(name, kind, in_shape, out_shape, W_shape, b_shape, needs_dinp)] for every layer with
     parameters of a ConvWorkload, in vaecore's buffer order (its named_params), shapes per example.
@@ -189,47 +274,32 @@ def param_layers(w):
     shapes do not chain (a Reshape to another size, a decoder that does not end at input_shape).
     """
     out = []
-
-    def walk(prefix, layers, shape, first_reads_x):
-        for i, l in enumerate(layers):
-            needs_dinp = not (first_reads_x and not out)
-            if l.kind == "Conv2d":
-                C, H, W = shape
-                O, k = l.args
-                Ho, Wo = (H + 2 * l.padding - k) // l.stride + 1, (W + 2 * l.padding - k) // l.stride + 1
-                new = (O, Ho, Wo)
-                out.append((f"{prefix}.{i}", l.kind, shape, new, (O, C, k, k), (O,), needs_dinp))
-            elif l.kind == "ConvTranspose2d":
-                C, H, W = shape
-                O, k = l.args
-                new = (O, (H - 1) * l.stride - 2 * l.padding + k, (W - 1) * l.stride - 2 * l.padding + k)
-                out.append((f"{prefix}.{i}", l.kind, shape, new, (C, O, k, k), (O,), needs_dinp))
-            elif l.kind == "Linear":
-                if len(shape) != 1:
-                    raise ValueError(f"{prefix}.{i}: Linear needs a flat input, got shape {shape} (add a Flatten)")
-                new = (l.args[0],)
-                out.append((f"{prefix}.{i}", l.kind, shape, new, (shape[0], l.args[0]), (l.args[0],), needs_dinp))
-            elif l.kind == "Flatten":
-                new = (int(np.prod(shape)),)
-            elif l.kind == "Reshape":
-                new = tuple(l.args)
-                if int(np.prod(new)) != int(np.prod(shape)):
-                    raise ValueError(f"{prefix}.{i}: Reshape{new} of an input of shape {shape}")
-            elif l.kind == "ReLU":
-                new = shape
-            else:
-                raise ValueError(f"{prefix}.{i}: unknown layer kind {l.kind!r}")
-            shape = new
-        return shape
-
-    h = walk("enc", w.encoder, tuple(w.input_shape), True)
+    if isinstance(w, VQWorkload):
+        return vq_layers(w)[0]
+    h = walk_layers(out, "enc", w.encoder, tuple(w.input_shape), True)
     flat = (int(np.prod(h)),)
     for head in ("mu", "logvar"):
         out.append((f"enc.{head}", "Linear", flat, (w.latent_dim,), (flat[0], w.latent_dim), (w.latent_dim,), True))
-    end = walk("dec", w.decoder, (w.latent_dim,), False)   # dec's first layer reads z, which needs its gradient
+    # dec's first layer reads z, which needs its gradient
+    end = walk_layers(out, "dec", w.decoder, (w.latent_dim,), False)
     if tuple(end) != tuple(w.input_shape):
         raise ValueError(f"the decoder ends at shape {end}, expected input_shape {tuple(w.input_shape)}")
     return out
+
+
+def vq_layers(w):
+    """(param_layers rows, code shape) of a VQWorkload: the encoder's and the decoder's layers with
+    parameters (the codebook, between them in vaecore's buffer, is not a row) and the encoder's output
+    per example, (code_dim, h, w). The decoder's first layer reads z_q, whose gradient passes straight
+    through to z_e: it needs dinp."""
+    out = []
+    code = walk_layers(out, "enc", w.encoder, tuple(w.input_shape), True)
+    if code[0] != w.code_dim or len(code) not in (1, 3):
+        raise ValueError(f"the encoder ends at shape {code}, expected code_dim = {w.code_dim} channels")
+    end = walk_layers(out, "dec", w.decoder, code, False)
+    if tuple(end) != tuple(w.input_shape):
+        raise ValueError(f"the decoder ends at shape {end}, expected input_shape {tuple(w.input_shape)}")
+    return out, code
 
 
 def macs_per_example(layer):
@@ -261,9 +331,20 @@ def flops_per_step(w):
     Conv2d's B*Ho*Wo x (C*kh*kw) x O product, a ConvTranspose2d's
     B*H*W x C x (O*kh*kw) one. The zero padding's products are counted; the
     reshapes, im2col and col2im copies are not.
+
+    A VQWorkload counts its layers the same way (the decoder's first layer has
+    a dinp: the straight-through gradient reaches the encoder) plus the nearest-
+    code search's product, 2*B*S*K*d (the (B S, d) positions against the (d, K)
+    codebook); the distances' norms, the argmin and the moving averages are not
+    counted.
     """
     if isinstance(w, ConvWorkload):
         return sum(2 * w.batch * macs_per_example(l) * (3 if l[6] else 2) for l in param_layers(w))
+    if isinstance(w, VQWorkload):
+        layers, code = vq_layers(w)
+        positions = int(np.prod(code[1:]))                             # S codes per example
+        search = 2 * w.batch * positions * w.codebook_size * w.code_dim   # (B S, d) @ (d, K)
+        return search + sum(2 * w.batch * macs_per_example(l) * (3 if l[6] else 2) for l in layers)
     total = 0
     for _, I, O, needs_dinp in linear_layers(w):
         total += 2 * w.batch * I * O * (3 if needs_dinp else 2)
@@ -271,7 +352,9 @@ def flops_per_step(w):
 
 
 def num_params(w):
-    """P: weights and biases of every layer."""
+    """P: weights and biases of every layer (and the codebook of a VQ-VAE)."""
+    if isinstance(w, VQWorkload):
+        return w.codebook_size * w.code_dim + sum(int(np.prod(l[4])) + int(np.prod(l[5])) for l in vq_layers(w)[0])
     if isinstance(w, ConvWorkload):
         return sum(int(np.prod(l[4])) + int(np.prod(l[5])) for l in param_layers(w))
     return sum(I * O + O for _, I, O, _ in linear_layers(w))
