@@ -38,6 +38,7 @@ NOTEBOOKS = (
     "05_beta_vae_disentanglement.ipynb",
     "06_theory_checks.ipynb",
     "07_vae_vs_gan.ipynb",
+    "08_vq_vae.ipynb",
 )
 CELL_TIMEOUT = 600    # seconds; each notebook is meant to run in well under 3 minutes in all
 MAX_BYTES = 3_000_000
@@ -64,7 +65,7 @@ def test_committed_with_outputs(name):
 
 
 def _require_data(name):
-    if name == "04_fashion_mnist.ipynb":
+    if name in ("04_fashion_mnist.ipynb", "08_vq_vae.ipynb"):
         from vaecore import datasets
 
         try:
