@@ -1445,7 +1445,8 @@ static PyObject *Stack_adam_step(StackObject *s, PyObject *args)
 static PyObject *Stack_get_config(StackObject *s, void *Py_UNUSED(c))
 {
     const StackLayout *L = &s->S;
-    PyObject *shape = L->in.rank == 1 ? Py_BuildValue("(i)", L->in.c) : Py_BuildValue("(iii)", L->in.c, L->in.h, L->in.w);
+    PyObject *shape = L->in.rank == 1 ? Py_BuildValue("(i)", L->in.c)
+                                      : Py_BuildValue("(iii)", L->in.c, L->in.h, L->in.w);
     PyObject *layers = stack_specs(L->spec, L->n);
     if (!shape || !layers) {
         Py_XDECREF(shape); Py_XDECREF(layers);
