@@ -58,13 +58,8 @@ int gan_work(GanWork *W, const GanLayout *L, size_t R, size_t B, int threads)
     err |= vae_place_stack(W->disc, &n, &L->disc, N, &scratch);
     W->ga = n; err |= add_rows(&n, N, L->max_row);
     W->gb = n; err |= add_rows(&n, N, L->max_row);
-    W->scratch = n; err |= add_rows(&n, scratch, 1);
     W->scratch_len = scratch;
-    if (threads < 1) threads = 1;
-    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
-    W->threads = threads;
-    W->pack_len = vae_pack_len(scratch ? (size_t)GEMM_NC_MAX : L->max_row);
-    W->pack = n; err |= add_rows(&n, (size_t)threads, W->pack_len);
+    err |= vae_work_tail(&n, scratch, L->max_row, threads, &W->scratch, &W->pack, &W->pack_len, &W->threads);
     W->total = n;
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
 }

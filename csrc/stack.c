@@ -46,13 +46,8 @@ int stack_work(StackWork *W, const StackLayout *L, size_t B, int threads)
     err |= vae_place_stack(W->off, &n, &L->st, B, &scratch);
     W->ga = n; err |= add_rows(&n, B, L->max_row);
     W->gb = n; err |= add_rows(&n, B, L->max_row);
-    W->scratch = n; err |= add_rows(&n, scratch, 1);
     W->scratch_len = scratch;
-    if (threads < 1) threads = 1;
-    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
-    W->threads = threads;
-    W->pack_len = vae_pack_len(scratch ? (size_t)GEMM_NC_MAX : L->max_row);
-    W->pack = n; err |= add_rows(&n, (size_t)threads, W->pack_len);
+    err |= vae_work_tail(&n, scratch, L->max_row, threads, &W->scratch, &W->pack, &W->pack_len, &W->threads);
     W->total = n;
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
 }
@@ -104,9 +99,7 @@ int stack_adam_step(const VaeKernels *k, const StackLayout *L, int threads, void
                     const void *grads, int64_t *t, const VaeOptim *opt)
 {
     if (k->find_nonfinite(grads, L->num_params) >= 0) return VAE_ERR_NONFINITE_GRAD;
-    if (threads < 1) threads = 1;
-    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
-    if (k->stack->adam(params, m, v, grads, L->num_params, opt, *t, threads)) return VAE_ERR_NONFINITE_UPDATE;
+    if (k->stack->adam(params, m, v, grads, L->num_params, opt, *t, vae_threads(threads))) return VAE_ERR_NONFINITE_UPDATE;
     *t += 1;
     return VAE_OK;
 }

@@ -220,15 +220,28 @@ int vae_work(VaeWork *W, const VaeLayout *L, size_t B, int threads)
     W->gb = n;      err |= add_mul(&n, B, L->max_row);
     W->gmu = n;     err |= add_mul(&n, B, K);
     W->glogvar = n; err |= add_mul(&n, B, K);
-    W->scratch = n; err |= add_mul(&n, scratch, 1);
     W->scratch_len = scratch;
-    if (threads < 1) threads = 1;
-    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
-    W->threads = threads;
-    /* conv layers multiply matrices of thousands of columns: give gemm its widest block */
-    W->pack_len = vae_pack_len(scratch ? (size_t)GEMM_NC_MAX : L->max_row);
-    W->pack = n;    err |= add_mul(&n, (size_t)threads, W->pack_len);
+    err |= vae_work_tail(&n, scratch, L->max_row, threads, &W->scratch, &W->pack, &W->pack_len, &W->threads);
     W->total = n;
+    return err ? VAE_ERR_OVERFLOW : VAE_OK;
+}
+
+int vae_threads(int threads)
+{
+    return threads < 1 ? 1 : threads > VAE_MAX_THREADS ? VAE_MAX_THREADS : threads;
+}
+
+int vae_work_tail(size_t *n, size_t scratch, size_t widest, int threads, size_t *scratch_off, size_t *pack,
+                  size_t *pack_len, int *threads_out)
+{
+    int err = VAE_OK;
+    *scratch_off = *n;
+    err |= add_mul(n, scratch, 1);
+    *threads_out = vae_threads(threads);
+    /* conv layers multiply matrices of thousands of columns: give gemm its widest block */
+    *pack_len = vae_pack_len(scratch ? (size_t)GEMM_NC_MAX : widest);
+    *pack = *n;
+    err |= add_mul(n, (size_t)*threads_out, *pack_len);
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
 }
 

@@ -171,6 +171,14 @@ int vae_build_stack(VaeStack *st, const LayerSpec *specs, int n, VaeShape in, Va
  * their own (aliased ones get the previous offset, VAE_AT_INPUT at first); *scratch raised to the
  * conv scratch they need */
 int vae_place_stack(size_t *off, size_t *n, const VaeStack *st, size_t B, size_t *scratch);
+/* threads clamped to [1, VAE_MAX_THREADS] */
+int vae_threads(int threads);
+/* The end every work buffer shares, placed from *n (advanced): the conv scratch (scratch elements) at
+ * *scratch_off, then one packing buffer per thread for products of up to `widest` columns (the widest
+ * block when there is conv scratch) at *pack, each of *pack_len elements; *threads_out the clamped
+ * threads. Returns VAE_OK or VAE_ERR_OVERFLOW. */
+int vae_work_tail(size_t *n, size_t scratch, size_t widest, int threads, size_t *scratch_off, size_t *pack,
+                  size_t *pack_len, int *threads_out);
 
 /* instruction sets with their own compiled kernels; vae_isa() picks the best
  * one this CPU runs */

@@ -70,14 +70,10 @@ int vq_work(VqWork *W, const VqLayout *L, size_t B, int threads)
     W->sums = n;   err |= add_rows(&n, K, d);
     W->ga = n;     err |= add_rows(&n, B, L->max_row);
     W->gb = n;     err |= add_rows(&n, B, L->max_row);
-    W->scratch = n; err |= add_rows(&n, scratch, 1);
     W->scratch_len = scratch;
-    if (threads < 1) threads = 1;
-    if (threads > VAE_MAX_THREADS) threads = VAE_MAX_THREADS;
-    W->threads = threads;
-    size_t widest = scratch ? (size_t)GEMM_NC_MAX : L->max_row;
-    W->pack_len = vae_pack_len(widest > K ? widest : K);
-    W->pack = n; err |= add_rows(&n, (size_t)threads, W->pack_len);
+    /* the search multiplies by the codebook's K columns too */
+    err |= vae_work_tail(&n, scratch, L->max_row > K ? L->max_row : K, threads, &W->scratch, &W->pack, &W->pack_len,
+                         &W->threads);
     W->total = n;
     return err ? VAE_ERR_OVERFLOW : VAE_OK;
 }
