@@ -429,6 +429,7 @@ class AutoregressivePrior(_Prior):
     def __getstate__(self):
         """Everything but the C object, which is rebuilt from the configuration and the parameters."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_masks")}
+        state["dtype"] = self.dtype.name          # plain values pickle without NumPy's reconstructors
         state["params"] = None if self._core is None else np.array(self._core.params)
         return state
 
@@ -436,6 +437,7 @@ class AutoregressivePrior(_Prior):
         state = dict(state)
         params = state.pop("params")
         self.__dict__.update(state)
+        self.dtype = np.dtype(self.dtype)
         self._core = self._masks = None
         if self.grid_shape is not None:
             self._build(self.grid_shape)
