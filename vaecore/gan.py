@@ -21,7 +21,6 @@ record is a :class:`GANHistory`.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_float_dtype, check_int, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
+from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
 from .model import _MAX_ROWS, VAE, init_weights
 from .optim import Adam, Optimizer
 from .train import History, _HoldInterrupt, _schedule
@@ -336,31 +335,19 @@ class GAN:
         The same archive as :meth:`vaecore.VAE.save` (atomic for a path,
         checksummed); :meth:`load` and ``vaecore.load`` read it.
         """
-        if not _is_file(path) and not isinstance(path, (str, bytes, os.PathLike)):
-            raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, "
-                            f"got {type(path).__name__} {path!r}")
-        _check_binary(path, "path")
-        arrays = {"params": np.array(self.params)}
-        meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": "GAN", "config": self.config,
-                "rng_state": [str(s) for s in self.rng_state]}
+        _check_save_path(path)
+        tagged = ()
         if optimizers is not None:
             pair = tuple(optimizers) if isinstance(optimizers, (tuple, list)) else ()
             if len(pair) != 2 or any(not isinstance(o, Optimizer) or o.model is not self for o in pair):
                 raise ValueError("optimizers must be a pair (opt_g, opt_d) of vaecore optimizers of this GAN")
-            for tag, opt in zip(("g", "d"), pair):
-                meta[f"optimizer_{tag}"] = opt._meta()
-                for key, arr in opt._arrays().items():
-                    arrays[f"opt{tag}_{key}"] = np.array(arr)
-        _atomic_savez(path, meta, arrays)
+            tagged = tuple(zip(("g", "d"), pair))
+        _atomic_savez(path, *_model_state(self, "GAN", tagged))
 
     @classmethod
     def load(cls, path, *, with_optimizers=False):
         """Read a GAN written by :meth:`save`: the GAN, or ``(gan, (opt_g, opt_d))`` (None if not saved)."""
-        if with_optimizers is not True and with_optimizers is not False:
-            raise TypeError(f"with_optimizers must be True or False, got {with_optimizers!r}")
-        meta, arrays = _checked_load(path)
-        if meta.get("class") != "GAN":
-            raise ValueError(f"{_name(path)} holds {meta.get('class')!r}, not a GAN: read it with vaecore.load")
+        meta, arrays = _load_class(path, "GAN", with_optimizers, "with_optimizers")
         return _from_saved(meta, arrays, path, with_optimizers)
 
     # ------------------------------------------------------------ pickle and copy

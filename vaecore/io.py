@@ -182,3 +182,35 @@ def _restore(m, meta, arrays, name):
                          f"the configuration")
     m.params[...] = params
     m.rng_state = tuple(int(s) for s in meta["rng_state"])
+
+
+def _check_save_path(path):
+    """What every model's save accepts: a str, bytes or os.PathLike path, or a binary file object."""
+    if not _is_file(path) and not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, "
+                        f"got {type(path).__name__} {path!r}")
+    _check_binary(path, "path")
+
+
+def _model_state(m, class_name, optimizers=()):
+    """(meta, arrays) that every model's archive holds: the header, m's configuration, parameters and
+    generator state, and for each (tag, optimizer) its settings (``optimizer`` or ``optimizer_<tag>``)
+    and its arrays (``opt_<key>`` or ``opt<tag>_<key>``)."""
+    arrays = {"params": np.array(m.params)}
+    meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": class_name, "config": m.config,
+            "rng_state": [str(s) for s in m.rng_state]}
+    for tag, opt in optimizers:
+        meta["optimizer" + (f"_{tag}" if tag else "")] = opt._meta()
+        for key, arr in opt._arrays().items():
+            arrays[f"opt{tag}_{key}"] = np.array(arr)
+    return meta, arrays
+
+
+def _load_class(path, class_name, flag, flag_name):
+    """(meta, arrays) of a checked archive that must hold a class_name; flag (with_optimizer[s]) a bool."""
+    if flag is not True and flag is not False:
+        raise TypeError(f"{flag_name} must be True or False, got {flag!r}")
+    meta, arrays = _checked_load(path)
+    if meta.get("class") != class_name:
+        raise ValueError(f"{_name(path)} holds {meta.get('class')!r}, not a {class_name}: read it with vaecore.load")
+    return meta, arrays

@@ -34,7 +34,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_int, check_real, check_float_dtype, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
+from .io import FORMAT_VERSION, _atomic_savez, _check_save_path, _checked_load, _model_state, _name, _restore
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
 __all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
@@ -732,24 +732,14 @@ class VAE:
             is not atomic.
         optimizer : Adam or SGD, optional
         """
-        if not _is_file(path) and not isinstance(path, (str, bytes, os.PathLike)):
-            raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, "
-                            f"got {type(path).__name__} {path!r}")
-        _check_binary(path, "path")
+        _check_save_path(path)
         _atomic_savez(path, *self._state(optimizer))
 
     def _state(self, optimizer=None):
         """(meta, arrays): what :meth:`save` writes (``vaecore.fit`` adds its checkpoint to them)."""
-        arrays = {"params": np.array(self.params)}
-        meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": type(self).__name__,
-                "config": self.config, "rng_state": [str(s) for s in self.rng_state]}
-        if optimizer is not None:
-            if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
-                raise ValueError("optimizer must be a vaecore optimizer created for this model")
-            meta["optimizer"] = optimizer._meta()
-            for key, arr in optimizer._arrays().items():
-                arrays["opt_" + key] = np.array(arr)
-        return meta, arrays
+        if optimizer is not None and (not isinstance(optimizer, Optimizer) or optimizer.model is not self):
+            raise ValueError("optimizer must be a vaecore optimizer created for this model")
+        return _model_state(self, type(self).__name__, () if optimizer is None else (("", optimizer),))
 
     @classmethod
     def load(cls, path, *, with_optimizer=False):

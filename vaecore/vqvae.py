@@ -26,7 +26,6 @@ restarts dead codes.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_seed, check_widths
-from .io import _MAGIC, FORMAT_VERSION, _atomic_savez, _check_binary, _checked_load, _is_file, _name, _restore
+from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
 from .model import _MAX_ROWS, VAE, init_weights
 from .optim import Adam, Optimizer
 from .train import History, _HoldInterrupt, _schedule
@@ -432,31 +431,18 @@ class VQVAE:
         The archive of :meth:`vaecore.VAE.save` (atomic, checksummed); :meth:`load` and
         ``vaecore.load`` read it, and training resumes bitwise.
         """
-        if not _is_file(path) and not isinstance(path, (str, bytes, os.PathLike)):
-            raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, "
-                            f"got {type(path).__name__} {path!r}")
-        _check_binary(path, "path")
-        arrays = {"params": np.array(self.params)}
+        _check_save_path(path)
+        if optimizer is not None and (not isinstance(optimizer, Optimizer) or optimizer.model is not self):
+            raise ValueError("optimizer must be a vaecore optimizer of this model")
+        meta, arrays = _model_state(self, "VQVAE", () if optimizer is None else (("", optimizer),))
         if self._ema is not None:
             arrays["ema"] = np.array(self._ema)
-        meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": "VQVAE", "config": self.config,
-                "rng_state": [str(s) for s in self.rng_state]}
-        if optimizer is not None:
-            if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
-                raise ValueError("optimizer must be a vaecore optimizer of this model")
-            meta["optimizer"] = optimizer._meta()
-            for key, arr in optimizer._arrays().items():
-                arrays[f"opt_{key}"] = np.array(arr)
         _atomic_savez(path, meta, arrays)
 
     @classmethod
     def load(cls, path, *, with_optimizer=False):
         """Read a model written by :meth:`save`: the model, or ``(model, optimizer)`` (None if not saved)."""
-        if with_optimizer is not True and with_optimizer is not False:
-            raise TypeError(f"with_optimizer must be True or False, got {with_optimizer!r}")
-        meta, arrays = _checked_load(path)
-        if meta.get("class") != "VQVAE":
-            raise ValueError(f"{_name(path)} holds {meta.get('class')!r}, not a VQVAE: read it with vaecore.load")
+        meta, arrays = _load_class(path, "VQVAE", with_optimizer, "with_optimizer")
         return _from_saved(meta, arrays, path, with_optimizer)
 
     # ------------------------------------------------------------ pickle and copy
