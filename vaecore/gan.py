@@ -31,7 +31,7 @@ from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_float_dtype, check_int, check_seed, check_widths
 from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
-from .model import _MAX_ROWS, VAE, init_weights
+from .model import _MAX_ROWS, VAE, fixed, fixed_config, init_weights
 from .optim import Adam, Optimizer
 from .train import History, _HoldInterrupt, _schedule
 
@@ -137,6 +137,7 @@ class GAN:
             raise ValueError(f"the discriminator must give one logit per example: {where} outputs shape {logit}; "
                              f"end it with Linear(1)")
         self._core = _core.Gan(shape, latent_dim, L.encode(gen_infos), L.encode(disc_infos), dt.name, seed)
+        self._fixed = fixed_config(self._core, ("data_shape",))
         self._infos = (gen_infos, disc_infos)
         self._layers = (tuple(gen_layers), tuple(disc_layers))
         self._shortcut = None if layer_form else dict(generator_hidden=generator_hidden,
@@ -146,12 +147,10 @@ class GAN:
         init_weights(self._core, {"gen": gen_infos, "disc": disc_infos}, seed)
 
     # ------------------------------------------------------------ structure
-    data_shape = property(lambda self: tuple(self._core.config["data_shape"]),
-                          doc="tuple: the shape of one example, (D,) or (C, H, W).")
-    data_dim = property(lambda self: math.prod(self._core.config["data_shape"]),
-                        doc="int: size D of one example.")
-    latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the noise.")
-    dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
+    data_shape = fixed("data_shape", "tuple: the shape of one example, (D,) or (C, H, W).")
+    data_dim = fixed("dim", "int: size D of one example.")
+    latent_dim = fixed("latent_dim", "int: width K of the noise.")
+    dtype = fixed("dtype", "numpy.dtype: float32 or float64.")
     # the helpers of VAE that only need these names (argument conversion, reshaping)
     input_shape = data_shape
     input_dim = data_dim
@@ -351,7 +350,7 @@ class GAN:
         return _from_saved(meta, arrays, path, with_optimizers)
 
     # ------------------------------------------------------------ pickle and copy
-    _BUILT = ("_core", "_infos", "_layers", "_shortcut", "seed")
+    _BUILT = ("_core", "_fixed", "_infos", "_layers", "_shortcut", "seed")
 
     def __getstate__(self):
         """Configuration, parameters, noise generator state and any other attribute (the C object is rebuilt)."""

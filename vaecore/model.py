@@ -48,6 +48,24 @@ _RECTIFIERS = (L.ReLU, L.LeakyReLU, L.ELU)
 _DEFAULT_HIDDEN = (64, 64)
 
 
+def fixed_config(core, shape_keys):
+    """A model's C configuration read once: its C object builds the dict afresh on each
+    access (about 2 us, a few % of a spiral step), and every call checks its arrays
+    against it. The shapes under shape_keys become tuples, the first one's size is added
+    as "dim" and "dtype" becomes a numpy.dtype."""
+    c = dict(core.config)
+    for k in shape_keys:
+        c[k] = tuple(c[k])
+    c["dim"] = math.prod(c[shape_keys[0]])
+    c["dtype"] = np.dtype(c["dtype"])
+    return c
+
+
+def fixed(key, doc):
+    """A read-only property: the value under key of the model's fixed_config."""
+    return property(lambda self: self._fixed[key], doc=doc)
+
+
 def init_weights(core, sides, seed, fill=None):
     """Initialise a C model's parameters in place, in layout order, from ``np.random.default_rng(seed)``.
 
@@ -238,6 +256,7 @@ class VAE:
                              f"the data has shape {shape}" + (f" (or a flat ({D},))" if len(shape) == 3 else ""))
         self._core = _core.Model(shape, latent_dim, L.encode(enc_infos), L.encode(dec_infos), likelihood,
                                  self._variational, dt.name, seed)
+        self._fixed = fixed_config(self._core, ("input_shape",))
         self._infos = (enc_infos, dec_infos)
         if layer_form:
             self._cfg = VAEConfig(None, latent_dim, None, None, None, likelihood, dt.name, seed,
@@ -290,16 +309,13 @@ class VAE:
         """dict: everything needed to rebuild the model (save/load use it); see :meth:`VAEConfig.to_dict`."""
         return self._cfg.to_dict()
 
-    input_shape = property(lambda self: tuple(self._core.config["input_shape"]),
-                           doc="tuple: the shape of one example, (D,) or (C, H, W).")
-    input_dim = property(lambda self: math.prod(self._core.config["input_shape"]),
-                         doc="int: size D of one example (C*H*W for images).")
-    latent_dim = property(lambda self: self._core.config["latent_dim"], doc="int: width K of the latent space.")
-    likelihood = property(lambda self: self._core.config["likelihood"],
-                          doc="str: 'gaussian', 'bernoulli' or 'gaussian_learned'.")
+    input_shape = fixed("input_shape", "tuple: the shape of one example, (D,) or (C, H, W).")
+    input_dim = fixed("dim", "int: size D of one example (C*H*W for images).")
+    latent_dim = fixed("latent_dim", "int: width K of the latent space.")
+    likelihood = fixed("likelihood", "str: 'gaussian', 'bernoulli' or 'gaussian_learned'.")
     activation = property(lambda self: self._cfg.activation,
                           doc="str or None: the hidden activation of the MLP form (None for the layer form).")
-    dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
+    dtype = fixed("dtype", "numpy.dtype: float32 or float64.")
 
     @property
     def params(self):
@@ -769,7 +785,7 @@ class VAE:
         return _load(path, with_optimizer, cls)
 
     # ------------------------------------------------------------ pickle and copy
-    _BUILT = ("_core", "_infos", "_cfg", "_names", "seed")   # what __init__ makes from the configuration
+    _BUILT = ("_core", "_fixed", "_infos", "_cfg", "_names", "seed")   # what __init__ makes from the configuration
 
     def __getstate__(self):
         """The picklable state: configuration, parameters, generator state and any attribute set on the model.

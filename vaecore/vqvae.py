@@ -36,7 +36,7 @@ from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_seed, check_widths
 from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
-from .model import _MAX_ROWS, VAE, init_weights
+from .model import _MAX_ROWS, VAE, fixed, fixed_config, init_weights
 from .optim import Adam, Optimizer
 from .train import History, _HoldInterrupt, _schedule
 
@@ -170,6 +170,7 @@ class VQVAE:
                              f"shape {shape}")
         self._core = _core.VqVae(shape, K, d, L.encode(enc_infos), L.encode(dec_infos), likelihood,
                                  codebook_update == "ema", dt.name, seed)
+        self._fixed = fixed_config(self._core, ("input_shape", "grid"))
         self._infos = (enc_infos, dec_infos)
         self._layers = (tuple(enc_layers), tuple(dec_layers))
         self._shortcut = None if layer_form else dict(hidden=hidden, activation=activation)
@@ -182,16 +183,13 @@ class VQVAE:
             self.reset_ema()
 
     # ------------------------------------------------------------ structure
-    input_shape = property(lambda self: tuple(self._core.config["input_shape"]),
-                           doc="tuple: the shape of one example, (D,) or (C, H, W).")
-    input_dim = property(lambda self: math.prod(self._core.config["input_shape"]),
-                         doc="int: size D of one example.")
-    codebook_size = property(lambda self: self._core.config["codebook_size"], doc="int: K, the number of codes.")
-    code_dim = property(lambda self: self._core.config["code_dim"], doc="int: the width of one code.")
-    grid_shape = property(lambda self: tuple(self._core.config["grid"]),
-                          doc="tuple: the code grid of one example, (h, w), or () for one code per example.")
-    likelihood = property(lambda self: self._core.config["likelihood"], doc="str: the reconstruction term.")
-    dtype = property(lambda self: np.dtype(self._core.dtype), doc="numpy.dtype: float32 or float64.")
+    input_shape = fixed("input_shape", "tuple: the shape of one example, (D,) or (C, H, W).")
+    input_dim = fixed("dim", "int: size D of one example.")
+    codebook_size = fixed("codebook_size", "int: K, the number of codes.")
+    code_dim = fixed("code_dim", "int: the width of one code.")
+    grid_shape = fixed("grid", "tuple: the code grid of one example, (h, w), or () for one code per example.")
+    likelihood = fixed("likelihood", "str: the reconstruction term.")
+    dtype = fixed("dtype", "numpy.dtype: float32 or float64.")
     _matrix = VAE._matrix
     _x = VAE._x
     _shaped = VAE._shaped
@@ -446,7 +444,7 @@ class VQVAE:
         return _from_saved(meta, arrays, path, with_optimizer)
 
     # ------------------------------------------------------------ pickle and copy
-    _BUILT = ("_core", "_infos", "_layers", "_shortcut", "seed", "_ema", "codebook_update")
+    _BUILT = ("_core", "_fixed", "_infos", "_layers", "_shortcut", "seed", "_ema", "codebook_update")
 
     def __getstate__(self):
         """Configuration, parameters, moving averages and any other attribute (the C object is rebuilt)."""
