@@ -140,6 +140,9 @@ typedef struct {
 #define GEMM_NC_MAX 2048
 /* a product with fewer multiply-adds than this skips packing where it can */
 #define VAE_DIRECT_GEMM_MACS (1 << 19)
+/* a product below VAE_SMALL_GEMM_MACS with at most this many columns, or rows, leaves A unpacked */
+#define VAE_DIRECT_GEMM_MAX_N 256
+#define VAE_DIRECT_GEMM_MAX_M 16
 /* a product with fewer multiply-adds than this uses the short micro-tile */
 #define VAE_SMALL_GEMM_MACS (1 << 24)
 /* a product with fewer multiply-adds than this runs on one thread */

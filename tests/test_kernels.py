@@ -44,7 +44,10 @@ SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 
           # one vector in float32 AVX-512) take the edge micro-kernels
           (270, 400, 300),
           # several blocks of A's rows (MC = 24 MR), packed once and shared when threads split the columns
-          (700, 96, 300)]
+          (700, 96, 300),
+          # mid-sized products that read A in place and pack B a panel at a time: few columns
+          # (a last panel of 16, one float32 AVX-512 vector), and few rows
+          (128, 48, 256), (12, 600, 300)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
