@@ -48,12 +48,13 @@
  * its own mode back and a pool thread is left without flushing, so NumPy,
  * Python and other users of the thread or the OpenMP pool are not affected.
  */
+#define FLUSH_SUBNORMALS_BITS 0x8040u   /* MXCSR's FTZ (bit 15) | DAZ (bit 6) */
 #if defined(__GNUC__) && defined(__SSE__)
 #include <xmmintrin.h>
 static inline unsigned int flush_subnormals_begin(void)
 {
     unsigned int saved = _mm_getcsr();
-    _mm_setcsr(saved | 0x8040u);   /* FTZ (bit 15) | DAZ (bit 6) */
+    _mm_setcsr(saved | FLUSH_SUBNORMALS_BITS);
     return saved;
 }
 static inline void flush_subnormals_end(unsigned int *saved) { _mm_setcsr(*saved); }
