@@ -144,22 +144,25 @@ def test_a_step_never_leaves_non_finite_parameters(case):
     assert state(m, opt) == before
 
 
-@pytest.mark.parametrize("lr, p_scale", [(1e30, 1.0), (1e-3, 1e38)])
-def test_an_adam_step_the_quick_test_cannot_vouch_for_is_checked_exactly_and_applied(lr, p_scale):
+@pytest.mark.parametrize("lr, p_scale, x_value", [(1e30, 1.0, 0.5), (1e-3, 1e38, 1e38), (1e-3, 1.0, 1e18)])
+def test_an_adam_step_the_quick_test_cannot_vouch_for_is_checked_exactly_and_applied(lr, p_scale, x_value):
     # csrc/optim.inc's Adam first runs a cheap test that implies every new value is finite
-    # (|p| + |m'| max(step, step / eps) below a quarter of float32's range, 8.5e37); lr = 1e30 (step / eps
-    # ~ 1e39) or a parameter at 1e38 fails it although every new value is finite. The exact check must
-    # then pass the step, and it must be Adam's at t = 1, with the betas as float32 holds them (1 - 0.999
-    # is 1.3e-5 off in float32). Tolerance 1e-6 relative: the float32 rounding of the moments and the
-    # quotient (a few ulps), far below any wrong update.
+    # (|p| + |m'| max(step, step / eps) below a quarter of float32's range, 8.5e37, the moments bounded
+    # through the gradient's norm: 2 sum g^2 below it too); lr = 1e30 (step / eps ~ 1e39), a parameter at
+    # 1e38, or data at 1e18 (gradients ~2e18: 2 sum g^2 ~ 2e37 * 8 > 8.5e37, although each (1 - beta2) g^2
+    # is ~5e33) fails it although every new value is finite. The exact check must then pass the step, and
+    # it must be Adam's at t = 1, with the betas as float32 holds them (1 - 0.999 is 1.3e-5 off in
+    # float32). Tolerance 1e-6 relative: the float32 rounding of the moments and the quotient (a few
+    # ulps), far below any wrong update.
     m = vaecore.VAE(2, 2, hidden=(4,), activation="tanh", dtype="float32", seed=0)
-    x, eps = np.full((4, 2), 0.5, np.float32), np.zeros((4, 2), np.float32)
+    x, eps = np.full((4, 2), x_value, np.float32), np.zeros((4, 2), np.float32)
     if p_scale != 1.0:
         # the decoder's output bias (the last 2 parameters) and the data at 1e38: out = x exactly
         # (the rest of out is far below 1e38's ulp), so the loss and its gradient stay finite
         m.params[-2:] = p_scale
-        x[:] = p_scale
     _, g = m.loss_and_grad(x, eps=eps)
+    if x_value == 1e18:
+        assert 2 * (g.astype(np.float64) ** 2).sum() > 2.0**125 > (1 - 0.999) * g.astype(np.float64).max() ** 2
     p0, g = m.params.astype(np.float64), g.astype(np.float64)
     opt = vaecore.Adam(m, lr=lr)
     m.train_step(x, opt, eps=eps)
