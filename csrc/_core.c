@@ -150,14 +150,15 @@ static int check_finite(ModelObject *m, PyArrayObject *a, const char *name)
     return 0;
 }
 
-/* x must be finite, and in [0, 1] for a Bernoulli likelihood */
+/* x must be finite, and in [0, 1] for a Bernoulli likelihood (one pass when it is: values
+ * in [0, 1] are finite; a NaN or Inf gets the message of check_finite) */
 static int check_targets(ModelObject *m, PyArrayObject *x)
 {
-    if (check_finite(m, x, "x")) return -1;
-    if (m->L.cfg.lik != LIK_BERNOULLI) return 0;
+    if (m->L.cfg.lik != LIK_BERNOULLI) return check_finite(m, x, "x");
     size_t n = (size_t)PyArray_SIZE(x);
     ptrdiff_t bad = m->k->find_outside_unit(PyArray_DATA(x), n);
     if (bad < 0) return 0;
+    if (check_finite(m, x, "x")) return -1;
     /* the likely fix: data on another scale (0..255, 0..16) divided by its maximum */
     double top = 0;
     const char *p = (const char *)PyArray_DATA(x);

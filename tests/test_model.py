@@ -528,6 +528,33 @@ def test_low_level_core_validates_itself():
         core.rng_state = (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("where", [(0, 0), (15, 3), (16, 0), (37, 1), (49, 3)])
+def test_the_first_bad_value_is_named_wherever_it_lies(dtype, where):
+    # csrc/vae.inc searches x in blocks of 64 values without a branch, then element by element
+    # from the first block that failed: (15, 3) and (16, 0) are the last and first values of two
+    # blocks (4 columns), (49, 3) the last value of a partial block; a second bad value further on
+    # must not be the one named, and a NaN is named before an out-of-range value that precedes it
+    x = np.random.default_rng(0).random((50, 4)).astype(dtype)
+    r, c = where
+    later = x.copy()
+    later[r, c] = np.nan
+    later[min(r + 20, 49), 2] = np.inf if (r, c) != (49, 3) else later[49, 2]
+    m = small(dtype=dtype)
+    with pytest.raises(ValueError, match=re.escape(f"x must be finite: row {r}, column {c} has nan")):
+        m.train_step(later, vaecore.Adam(m))
+    bern = small(dtype=dtype, likelihood="bernoulli")
+    outside = x.copy()
+    outside[r, c] = 1.5
+    outside[49, 0] = -0.5 if (r, c) != (49, 3) else outside[49, 0]
+    with pytest.raises(ValueError, match=re.escape(f"x must lie in [0, 1] for the bernoulli likelihood: row {r}, "
+                                                   f"column {c} has 1.5")):
+        bern.loss(outside)
+    outside[49, 1] = np.nan   # the NaN is reported, though an out-of-range value comes first
+    with pytest.raises(ValueError, match=re.escape("x must be finite: row 49, column 1 has nan")):
+        bern.loss(outside)
+
+
 def test_low_level_constructor_refuses_bad_configurations():
     def build(shape=MLP[0], K=MLP[1], enc=MLP[2], dec=MLP[3], lik="gaussian", dtype="float32", seed=0):
         return _core.Model(shape, K, enc, dec, lik, True, dtype, seed)
