@@ -2064,8 +2064,9 @@ PyDoc_STRVAR(profile_doc,
 "profile($module, on, /)\n--\n\n"
 "Start (on=True, from zero) or stop the per-phase profile of training steps, and\n"
 "return what it holds: {'steps': n, 'total': {phase: seconds}, 'gemm': {...},\n"
-"'pack': {...}} with phases 'noise', 'forward', 'loss', 'backward', 'optimizer'\n"
-"(vae.h's VaeProfile). One profile for the process: meant for one model training\n"
+"'pack': {...}, 'check': seconds, 'norm': seconds} with phases 'noise', 'forward',\n"
+"'loss', 'backward', 'optimizer'; check: Adam's finiteness check (part of the\n"
+"optimizer), norm: the gradient's squared norm (part of backward) (vae.h's VaeProfile). One profile for the process: meant for one model training\n"
 "at a time. For benchmarks.");
 
 static PyObject *core_profile(PyObject *Py_UNUSED(mod), PyObject *arg)
@@ -2090,8 +2091,8 @@ static PyObject *core_profile(PyObject *Py_UNUSED(mod), PyObject *arg)
             if (err) goto done;
         }
     }
-    result = Py_BuildValue("{s:l,s:O,s:O,s:O}", "steps", p.steps, "total", parts[0], "gemm", parts[1], "pack",
-                           parts[2]);
+    result = Py_BuildValue("{s:l,s:O,s:O,s:O,s:d,s:d}", "steps", p.steps, "total", parts[0], "gemm", parts[1],
+                           "pack", parts[2], "check", p.check, "norm", p.norm);
 done:
     for (int k = 0; k < 3; k++) Py_XDECREF(parts[k]);
     return result;

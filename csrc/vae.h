@@ -318,12 +318,16 @@ int vae_train_rows(const VaeKernels *k, const VaeLayout *L, VaeStepBuffers *sb, 
  * total[phase], and gemm adds its own time to gemm[phase] of the phase it runs
  * in and the time of its packing (on the first thread) to pack[phase]; what a
  * phase spends outside gemm (bias, activations, the loss, im2col/col2im,
- * clipping, the optimizer) is total - gemm. One global profile, meant for one
+ * clipping, the optimizer) is total - gemm. Two parts of that are timed on their
+ * own: Adam's check pass (check, within the optimizer) and the gradient's squared
+ * norm (norm, within the backward pass). One global profile, meant for one
  * model training at a time: concurrent steps of two models mix their times.
  */
 enum { PROF_NOISE, PROF_FORWARD, PROF_LOSS, PROF_BACKWARD, PROF_OPTIMIZER, PROF_PHASES };
 typedef struct {
     double total[PROF_PHASES], gemm[PROF_PHASES], pack[PROF_PHASES];   /* seconds */
+    double check;                    /* of the optimizer's: Adam's finiteness check before it stores */
+    double norm;                     /* of the backward's: the gradient's squared norm (add_norm) */
     long steps;                      /* training steps profiled */
     int phase;                       /* the phase running now */
 } VaeProfile;

@@ -233,6 +233,10 @@ def test_profile_times_the_phases_of_training_steps_only_while_on():
         assert 0 < p["pack"][ph] <= p["gemm"][ph] <= p["total"][ph]
     for ph in ("noise", "loss", "optimizer"):
         assert p["gemm"][ph] == 0 and p["pack"][ph] == 0 and p["total"][ph] > 0
+    # Adam's check pass lies within the optimizer's time, the gradient's norm within the backward
+    # pass's time outside its products
+    assert 0 < p["check"] < p["total"]["optimizer"]
+    assert 0 < p["norm"] < p["total"]["backward"] - p["gemm"]["backward"]
     m.train_step(x, opt)                       # off: the counters stay as they were
     assert _core.profile(False) == p
     assert _core.profile(True)["steps"] == 4   # returns what it held, then starts from zero

@@ -26,7 +26,7 @@ def matmul(a: _F, b: _F, trans_a: bool = False, trans_b: bool = False, reference
 def activation(a: _F, name: str, /) -> _F: ...
 def gemm_bench(M: int, N: int, K: int, repeats: int = 10, dtype: str = "float32", trans_a: bool = False,
                trans_b: bool = False, /) -> float: ...
-def profile(on: bool, /) -> dict[str, object]: ...   # per-phase seconds of training steps
+def profile(on: bool, /) -> dict[str, object]: ...   # per-phase seconds of training steps; check, norm: seconds
 
 class Model:
     def __new__(cls, input_shape: tuple[int] | tuple[int, int, int], latent_dim: int, encoder: list[_Layer],
