@@ -10,9 +10,20 @@ im2col included) and everything else (bias, activations, col2im, the
 reparameterization and KL pieces). The GFLOP/s column is the products' flops
 (workloads.flops_per_step) over the time spent in gemm.
 
-Run it alone (``python bench/phases.py --workloads wide --threads 1``) or as
-part of ``bench/run.py``, which adds its table to the report. What this is not:
-a comparison with the peers (that is run.py's job), nor a profile of PyTorch.
+Two parts of what is not gemm are timed on their own: Adam's finiteness check
+(the pass over the parameters and both moments before any value is stored, part
+of the optimizer) and the gradient's squared norm (part of the backward pass).
+
+With ``--torch`` it also profiles PyTorch eager's step on the same workload
+(``torch.profiler``, self CPU time per operator) and sorts its operators the same
+way: the matrix products and convolutions, the fused Adam, and the rest of the
+step. ``compare_table`` sets the two side by side: that is where a gap between
+the peers lies, measured rather than argued.
+
+Run it alone (``python bench/phases.py --workloads wide --threads 1 --torch``) or
+as part of ``bench/run.py``, which adds its tables to the report. What this is
+not: the comparison of speeds (that is run.py's job, interleaved; the profiles
+here run one after the other, so their steps are not the table's).
 """
 import argparse
 import json
@@ -58,10 +69,115 @@ def profile_workload(name, threads, seconds=2.0, warmup=0.5):
         out[ph] = ms(p["total"][ph])
         out[ph + "_gemm"] = ms(p["gemm"][ph])
         out[ph + "_pack"] = ms(p["pack"][ph])
+    out["check"] = ms(p["check"])   # Adam's check pass, within "optimizer"
+    out["norm"] = ms(p["norm"])     # the gradient's squared norm, within "backward"
     out["python_ms"] = out["step_ms"] - sum(out[ph] for ph in PHASES)
     gemm_s = sum(p["gemm"][ph] for ph in PHASES) / steps
     out["gemm_gflops"] = workloads.flops_per_step(w) / gemm_s / 1e9 if gemm_s > 0 else float("nan")
     return out
+
+
+# PyTorch operators that are matrix products or convolutions (their backward included)
+TORCH_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+TORCH_ADAM = ("aten::_fused_adam_", "aten::_fused_adam")
+
+
+def torch_op_kind(name):
+    """'products', 'adam' or 'other' for a PyTorch operator's profiler name."""
+    if name in TORCH_PRODUCTS or ("conv" in name and name.startswith("aten::")):
+        return "products"
+    return "adam" if name in TORCH_ADAM else "other"
+
+
+def compare_workload(name, threads, rounds=6, seconds=0.5, warmup=0.5):
+    """vaecore's profile (as profile_workload) and PyTorch eager's (fused Adam, as run.py times it)
+    on `name` at `threads` threads, in one process and interleaved: `rounds` times a stretch of
+    `seconds` of vaecore's steps, then one of PyTorch's, so that both meet the same machine. PyTorch's
+    step is split by torch.profiler's self CPU time per operator into the matrix products and
+    convolutions, the fused Adam, and the rest (its profiled wall time minus those two, so the
+    profiler's own cost per operator lands there). Returns (vaecore's row, PyTorch's row), each in
+    milliseconds per step over all its rounds."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import vaecore
+    from vaecore import _core
+
+    from peers import TorchPeer, VaecorePeer
+
+    vaecore.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    w = workloads.WORKLOADS[name]
+    X, _ = workloads.load_data(w.data)
+    batches = workloads.epoch_batches(X, w.batch)
+    peers = {"vaecore": VaecorePeer(w), "torch": TorchPeer(w, adam="fused")}
+    done = {"vaecore": 0, "torch": 0}
+
+    def run(peer, secs, least=1):
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < secs or n < least:
+            peers[peer].step(batches[(done[peer] + n) % len(batches)])
+            n += 1
+        done[peer] += n
+        return n, time.perf_counter() - t0
+
+    for peer in peers:
+        run(peer, warmup, 3)
+    vc = {"steps": 0, "wall": 0.0, "total": dict.fromkeys(PHASES, 0.0), "gemm": dict.fromkeys(PHASES, 0.0),
+          "pack": dict.fromkeys(PHASES, 0.0), "check": 0.0, "norm": 0.0}
+    tc = {"steps": 0, "wall": 0.0, "products": 0.0, "adam": 0.0}
+    for _ in range(rounds):
+        _core.profile(True)
+        n, wall = run("vaecore", seconds)
+        p = _core.profile(False)
+        vc["steps"] += n
+        vc["wall"] += wall
+        for part in ("total", "gemm", "pack"):
+            for ph in PHASES:
+                vc[part][ph] += p[part][ph]
+        vc["check"] += p["check"]
+        vc["norm"] += p["norm"]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            n, wall = run("torch", seconds)
+        tc["steps"] += n
+        tc["wall"] += wall
+        for e in prof.key_averages():
+            kind = torch_op_kind(e.key)
+            if kind != "other":
+                tc[kind] += e.self_cpu_time_total / 1e6   # microseconds
+    ms = lambda v, n: 1e3 * v / n  # noqa: E731
+    row = {"workload": name, "threads": threads, "peer": "vaecore", "steps": vc["steps"],
+           "step_ms": ms(vc["wall"], vc["steps"]), "check": ms(vc["check"], vc["steps"]),
+           "norm": ms(vc["norm"], vc["steps"])}
+    for ph in PHASES:
+        row[ph] = ms(vc["total"][ph], vc["steps"])
+        row[ph + "_gemm"] = ms(vc["gemm"][ph], vc["steps"])
+        row[ph + "_pack"] = ms(vc["pack"][ph], vc["steps"])
+    row["python_ms"] = row["step_ms"] - sum(row[ph] for ph in PHASES)
+    trow = {"workload": name, "threads": threads, "peer": "torch", "steps": tc["steps"],
+            "step_ms": ms(tc["wall"], tc["steps"]), "products": ms(tc["products"], tc["steps"]),
+            "adam": ms(tc["adam"], tc["steps"])}
+    trow["rest"] = trow["step_ms"] - trow["products"] - trow["adam"]
+    return row, trow
+
+
+def compare_table(vc_rows, torch_rows):
+    """A Markdown table, vaecore's profile beside PyTorch's, milliseconds per step."""
+    tr = {(r["workload"], r["threads"]): r for r in torch_rows}
+    lines = ["| workload | threads | step: vaecore / PyTorch | products: vaecore / PyTorch | "
+             "Adam: vaecore (of it the check) / PyTorch | rest: vaecore (of it the norm) / PyTorch |",
+             "|" + "---|" * 6]
+    for r in vc_rows:
+        t = tr.get((r["workload"], r["threads"]))
+        if not t:
+            continue
+        prod = sum(r[ph + "_gemm"] for ph in PHASES)
+        rest = r["step_ms"] - prod - r["optimizer"]
+        f = lambda v: f"{v:.3g}"  # noqa: E731
+        lines.append(f"| {r['workload']} | {r['threads']} | {f(r['step_ms'])} / {f(t['step_ms'])} | "
+                     f"{f(prod)} / {f(t['products'])} | {f(r['optimizer'])} ({f(r['check'])}) / {f(t['adam'])} | "
+                     f"{f(rest)} ({f(r['norm'])}) / {f(t['rest'])} |")
+    return "\n".join(lines)
 
 
 def table(rows):
@@ -85,11 +201,19 @@ def main(argv=None):
     ap.add_argument("--threads", default="1")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--torch", action="store_true", help="also profile PyTorch eager's step, and compare")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the comparison (--torch)")
     args = ap.parse_args(argv)
     # the VQ-VAE's step (vq.inc) does not feed the C core's profile: left out
     names = [n for n in args.workloads.split(",") if n and not isinstance(workloads.WORKLOADS[n], workloads.VQWorkload)]
     rows = [profile_workload(n, int(t), args.seconds) for t in args.threads.split(",") for n in names]
     print(table(rows))
+    if args.torch:
+        pairs = [compare_workload(n, int(t), args.rounds, min(0.5, args.seconds / 4))
+                 for t in args.threads.split(",") for n in names]
+        print()
+        print(compare_table([v for v, _ in pairs], [t for _, t in pairs]))
+        rows += [dict(r, compare=True) for pair in pairs for r in pair]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

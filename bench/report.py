@@ -325,6 +325,20 @@ def markdown(results):
                  "Python + call: the rest of the step's wall time (argument checks, the Python wrapper). "
                  "gemm GFLOP/s: the products' flops over the time in gemm.")
         L.append("")
+    comp = results.get("profile_compare")
+    if comp:
+        from phases import compare_table
+        L.append("### vaecore's step beside PyTorch eager's (bench/phases.py --torch)")
+        L.append("")
+        L.append(compare_table([r for r in comp if r["peer"] == "vaecore"], [r for r in comp if r["peer"] == "torch"]))
+        L.append("")
+        L.append("Milliseconds per training step, both peers in one process, interleaved (6 rounds of ~0.5 s "
+                 "each), so that they meet the same machine; not the timed table's steps. products: vaecore's "
+                 "time in gemm (packing and im2col included); PyTorch's self CPU time in its matrix products "
+                 "and convolutions (torch.profiler). Adam: vaecore's optimizer phase, of which its finiteness "
+                 "check before storing; PyTorch's fused Adam. rest: the step minus both, for vaecore including "
+                 "the gradient's squared norm; PyTorch's includes the profiler's own cost per operator.")
+        L.append("")
 
     if results.get("sweep"):   # bench/sweep_bench.py
         from sweep_bench import markdown as sweep_markdown

@@ -174,13 +174,16 @@ def _env(threads):
     return env
 
 
-def run_profile(names, threads, seconds, timeout=1800):
+def run_profile(names, threads, seconds, torch=False, rounds=6, timeout=1800):
     """bench/phases.py's per-phase profile of vaecore's step, in a fresh process at `threads` threads:
-    a list of rows (milliseconds per step), or one row with an 'error'."""
+    a list of rows (milliseconds per step), or one row with an 'error'. With torch, also the rows of
+    its interleaved comparison with PyTorch eager's step (marked 'compare')."""
     with tempfile.TemporaryDirectory(prefix="vaecore-phases-") as tmp:
         out = os.path.join(tmp, "phases.json")
         cmd = [sys.executable, str(Path(__file__).with_name("phases.py")), "--workloads", ",".join(names),
                "--threads", str(threads), "--seconds", str(seconds), "--json", out]
+        if torch:
+            cmd += ["--torch", "--rounds", str(rounds)]
         r = subprocess.run(cmd, env=_env(threads), capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             return [{"threads": threads, "error": (r.stderr or r.stdout).strip()[-500:]}]
@@ -427,8 +430,10 @@ def main(argv=None):
     if not args.no_profile:
         results["profile"] = []
         for n in args.threads:
-            log(f"per-phase profile of vaecore's step, {n} thr ...")
-            results["profile"] += run_profile(args.workloads, n, 0.3 if args.quick else 2.0)
+            log(f"per-phase profile of vaecore's step{' beside PyTorch eager' if torch_ok else ''}, {n} thr ...")
+            rows = run_profile(args.workloads, n, 0.3 if args.quick else 2.0, torch_ok, 2 if args.quick else 6)
+            results["profile"] += [r for r in rows if not r.get("compare")]
+            results.setdefault("profile_compare", []).extend(r for r in rows if r.get("compare"))
     if not args.no_sweep:   # 20 runs: serial, vaecore.sweep's processes, a Dask LocalCluster
         from sweep_bench import measure as measure_sweep
         results["sweep"] = measure_sweep(quick=args.quick, log=log)
