@@ -73,9 +73,12 @@ def skip_reason(peer, w):
     return None
 
 
-def vaecore_layers(specs):
-    """[vaecore.layers objects] from workloads.Layer specs."""
-    from vaecore import layers as L
+def vaecore_layers(specs, pkg=None):
+    """[vaecore.layers objects] from workloads.Layer specs (of the package pkg: vaecore by default,
+    another build of it for bench/ab.py)."""
+    if pkg is None:
+        import vaecore as pkg
+    L = pkg.layers
 
     out = []
     for l in specs:
@@ -85,18 +88,21 @@ def vaecore_layers(specs):
     return out
 
 
-def vaecore_model(w):
-    import vaecore
+def vaecore_model(w, pkg=None):
+    """vaecore's model of workload w, seed 0 (built by the package pkg: vaecore by default)."""
+    if pkg is None:
+        import vaecore as pkg
+    vaecore = pkg
     from workloads import ConvWorkload, VQWorkload
 
     if isinstance(w, VQWorkload):
         return vaecore.VQVAE(input_shape=tuple(w.input_shape), codebook_size=w.codebook_size, code_dim=w.code_dim,
-                             encoder=vaecore_layers(w.encoder), decoder=vaecore_layers(w.decoder),
+                             encoder=vaecore_layers(w.encoder, pkg), decoder=vaecore_layers(w.decoder, pkg),
                              likelihood=w.likelihood, commitment=w.commitment, codebook_update=w.codebook_update,
                              decay=w.decay, dtype="float32", seed=0)
     if isinstance(w, ConvWorkload):
         return vaecore.VAE(input_shape=tuple(w.input_shape), latent_dim=w.latent_dim,
-                           encoder=vaecore_layers(w.encoder), decoder=vaecore_layers(w.decoder),
+                           encoder=vaecore_layers(w.encoder, pkg), decoder=vaecore_layers(w.decoder, pkg),
                            likelihood=w.likelihood, dtype="float32", seed=0)
     return vaecore.VAE(w.input_dim, w.latent_dim, hidden=w.hidden, activation=w.activation,
                        likelihood=w.likelihood, dtype="float32", seed=0)

@@ -367,3 +367,33 @@ def test_torch_conv_vae_copies_vaecore_layout_and_rejects_others():
         tcv.TorchConvVAE(bad, 1.0)
     with pytest.raises(ValueError, match="expected the names"):
         tcv.TorchConvVAE(named[:-2], 1.0)
+
+
+def test_ab_loads_two_builds_in_one_process_and_compares_them(tmp_path):
+    # bench/ab.py: this checkout's built package twice (no build step), one short round on the spirals
+    # and on the products; each build is imported as a package of its own, and the table has a row per
+    # workload with both builds' times and a ratio
+    ab = ROOT / "bench" / "ab.py"
+    cmd = [sys.executable, str(ab), str(ROOT), str(ROOT), "--workloads", "spirals", "--rounds", "1",
+           "--seconds", "0.02", "--gemm"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| spirals |")]
+    assert len(rows) == 1
+    a, b, ratio = float(rows[0][3]), float(rows[0][4]), rows[0][5].strip()
+    assert a > 0 and b > 0 and ratio.endswith("×") and abs(float(ratio[:-1]) - a / b) < 1e-3 * a / b + 1e-3
+    assert r.stdout.count("| (") == 5   # the five products
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import ab as ab_mod
+    finally:
+        sys.path.pop(0)
+    m1, m2 = ab_mod.load(ROOT, "vaecore_test_ab1"), ab_mod.load(ROOT, "vaecore_test_ab2")
+    assert m1 is not m2 and m1._core is not m2._core and m1.VAE is not m2.VAE
+    # a directory without a built core, or an unknown workload, is a clear error
+    with pytest.raises(FileNotFoundError, match="no built core"):
+        ab_mod.load(tmp_path, "vaecore_test_ab3")
+    r = subprocess.run([sys.executable, str(ab), str(ROOT), str(ROOT), "--workloads", "nope"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "'nope' is not one of" in r.stderr
