@@ -68,18 +68,31 @@ def test_gemm_matches_reference_loop_and_numpy(isa, threads, dtype, ta, tb):
         assert np.abs(ref - exact).max() <= tol * max(1.0, np.abs(exact).max()), (M, N, K)
 
 
-def test_gemm_is_bitwise_independent_of_threads():
+# products whose threads pack each block of A together, a share of its panels each (gemm_team_mr):
+# one block of A's rows; three blocks (MC = 24 MR) over two depth blocks, so that both A buffers
+# take turns; and columns per thread few enough for the short micro-tile (under 2^24 multiply-adds)
+TEAM_SHAPES = [(300, 900, 700), (800, 700, 300), (64, 1100, 300)]
+
+
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True)])
+def test_gemm_is_bitwise_independent_of_threads(isa, ta, tb):
     if not _core.HAVE_OPENMP:
         pytest.skip("this build has no OpenMP")
     rng = np.random.default_rng(1)
-    a = rng.standard_normal((300, 700)).astype(np.float32)
-    b = rng.standard_normal((700, 900)).astype(np.float32)
-    out = []
-    for t in (1, 2, 3):
-        _core.set_num_threads(t)
-        out.append(_core.matmul(a, b))
-    _core.set_num_threads(1)
-    assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes()
+    for M, N, K in TEAM_SHAPES:
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        out = []
+        try:
+            for t in (1, 2, 3):
+                _core.set_num_threads(t)
+                out.append(_core.matmul(a, b, ta, tb))
+        finally:
+            _core.set_num_threads(1)
+        assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes(), (M, N, K)
+        # and right: the tolerance of test_gemm_matches_reference_loop_and_numpy
+        exact = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        assert np.abs(out[1] - exact).max() <= 8 * np.sqrt(K) * np.finfo(np.float32).eps * np.abs(exact).max()
 
 
 def test_matmul_rejects_bad_input():
