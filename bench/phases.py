@@ -62,19 +62,39 @@ def profile_workload(name, threads, seconds=2.0, warmup=0.5):
         n += 1
     wall = time.perf_counter() - t0
     p = _core.profile(False)
-    steps = p["steps"]
-    ms = lambda v: 1e3 * v / steps  # noqa: E731
-    out = {"workload": name, "threads": threads, "steps": steps, "step_ms": 1e3 * wall / n}
-    for ph in PHASES:
-        out[ph] = ms(p["total"][ph])
-        out[ph + "_gemm"] = ms(p["gemm"][ph])
-        out[ph + "_pack"] = ms(p["pack"][ph])
-    out["check"] = ms(p["check"])   # Adam's check pass, within "optimizer"
-    out["norm"] = ms(p["norm"])     # the gradient's squared norm, within "backward"
-    out["python_ms"] = out["step_ms"] - sum(out[ph] for ph in PHASES)
-    gemm_s = sum(p["gemm"][ph] for ph in PHASES) / steps
+    out = vaecore_row(name, threads, n, wall, p)
+    gemm_s = sum(p["gemm"][ph] for ph in PHASES) / p["steps"]
     out["gemm_gflops"] = workloads.flops_per_step(w) / gemm_s / 1e9 if gemm_s > 0 else float("nan")
     return out
+
+
+def add_profile(acc, p):
+    """acc += p, for profiles as _core.profile returns them (acc None starts a sum); returns acc."""
+    if acc is None:
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in p.items()}
+    for k, v in p.items():
+        if isinstance(v, dict):
+            for ph in v:
+                acc[k][ph] += v[ph]
+        else:
+            acc[k] += v
+    return acc
+
+
+def vaecore_row(name, threads, n, wall, p):
+    """A row of milliseconds per step from the profile p of n steps that took `wall` seconds: each
+    phase with its products and their packing, Adam's check, the gradient's norm, and the rest of the
+    wall time (the Python call)."""
+    ms = lambda v: 1e3 * v / p["steps"]  # noqa: E731
+    row = {"workload": name, "threads": threads, "steps": p["steps"], "step_ms": 1e3 * wall / n}
+    for ph in PHASES:
+        row[ph] = ms(p["total"][ph])
+        row[ph + "_gemm"] = ms(p["gemm"][ph])
+        row[ph + "_pack"] = ms(p["pack"][ph])
+    row["check"] = ms(p["check"])   # Adam's check pass, within "optimizer"
+    row["norm"] = ms(p["norm"])     # the gradient's squared norm, within "backward"
+    row["python_ms"] = row["step_ms"] - sum(row[ph] for ph in PHASES)
+    return row
 
 
 # PyTorch operators that are matrix products or convolutions (their backward included)
@@ -123,20 +143,14 @@ def compare_workload(name, threads, rounds=6, seconds=0.5, warmup=0.5):
 
     for peer in peers:
         run(peer, warmup, 3)
-    vc = {"steps": 0, "wall": 0.0, "total": dict.fromkeys(PHASES, 0.0), "gemm": dict.fromkeys(PHASES, 0.0),
-          "pack": dict.fromkeys(PHASES, 0.0), "check": 0.0, "norm": 0.0}
+    vc, vc_steps, vc_wall = None, 0, 0.0
     tc = {"steps": 0, "wall": 0.0, "products": 0.0, "adam": 0.0}
     for _ in range(rounds):
         _core.profile(True)
         n, wall = run("vaecore", seconds)
-        p = _core.profile(False)
-        vc["steps"] += n
-        vc["wall"] += wall
-        for part in ("total", "gemm", "pack"):
-            for ph in PHASES:
-                vc[part][ph] += p[part][ph]
-        vc["check"] += p["check"]
-        vc["norm"] += p["norm"]
+        vc = add_profile(vc, _core.profile(False))
+        vc_steps += n
+        vc_wall += wall
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             n, wall = run("torch", seconds)
         tc["steps"] += n
@@ -146,14 +160,7 @@ def compare_workload(name, threads, rounds=6, seconds=0.5, warmup=0.5):
             if kind != "other":
                 tc[kind] += e.self_cpu_time_total / 1e6   # microseconds
     ms = lambda v, n: 1e3 * v / n  # noqa: E731
-    row = {"workload": name, "threads": threads, "peer": "vaecore", "steps": vc["steps"],
-           "step_ms": ms(vc["wall"], vc["steps"]), "check": ms(vc["check"], vc["steps"]),
-           "norm": ms(vc["norm"], vc["steps"])}
-    for ph in PHASES:
-        row[ph] = ms(vc["total"][ph], vc["steps"])
-        row[ph + "_gemm"] = ms(vc["gemm"][ph], vc["steps"])
-        row[ph + "_pack"] = ms(vc["pack"][ph], vc["steps"])
-    row["python_ms"] = row["step_ms"] - sum(row[ph] for ph in PHASES)
+    row = {**vaecore_row(name, threads, vc_steps, vc_wall, vc), "peer": "vaecore"}
     trow = {"workload": name, "threads": threads, "peer": "torch", "steps": tc["steps"],
             "step_ms": ms(tc["wall"], tc["steps"]), "products": ms(tc["products"], tc["steps"]),
             "adam": ms(tc["adam"], tc["steps"])}

@@ -2066,8 +2066,9 @@ PyDoc_STRVAR(profile_doc,
 "return what it holds: {'steps': n, 'total': {phase: seconds}, 'gemm': {...},\n"
 "'pack': {...}, 'check': seconds, 'norm': seconds} with phases 'noise', 'forward',\n"
 "'loss', 'backward', 'optimizer'; check: Adam's finiteness check (part of the\n"
-"optimizer), norm: the gradient's squared norm (part of backward) (vae.h's VaeProfile). One profile for the process: meant for one model training\n"
-"at a time. For benchmarks.");
+"optimizer), norm: the gradient's squared norm (part of backward) (vae.h's\n"
+"VaeProfile). One profile for the process: meant for one model training at a\n"
+"time. For benchmarks.");
 
 static PyObject *core_profile(PyObject *Py_UNUSED(mod), PyObject *arg)
 {

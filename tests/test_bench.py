@@ -76,9 +76,41 @@ def test_quick_run_writes_table_json_png_and_guard_passes(tmp_path):
         assert set(results["guard"]["spirals"]["losses"]) == {"vaecore", "numpy", "torch"}
         assert any(r["peer"] == "torch" and r["ok"] for r in results["runs"])
         assert "× torch" in md
+        # vaecore's profile beside PyTorch's, interleaved in one process: a row of each, whose parts
+        # are within their step, and its table in the report
+        rows = {r["peer"]: r for r in results["profile_compare"]}
+        vc, tc = rows["vaecore"], rows["torch"]
+        assert vc["workload"] == tc["workload"] == "spirals" and vc["steps"] >= 1 and tc["steps"] >= 1
+        assert 0 < vc["forward_gemm"] <= vc["forward"] and 0 < vc["check"] <= vc["optimizer"]
+        assert sum(vc[ph] for ph in ("noise", "forward", "loss", "backward", "optimizer")) <= vc["step_ms"] * 1.05
+        assert tc["products"] > 0 and tc["adam"] > 0 and tc["products"] + tc["adam"] <= tc["step_ms"]
+        assert "### vaecore's step beside PyTorch eager's" in md and "| spirals | 1 |" in md
     else:
         assert "PyTorch peers skipped: PyTorch is not installed" in md
+        assert "profile_compare" not in results or not results["profile_compare"]
     assert results["workloads"]["spirals"]["flops_per_step"] > 0
+
+
+def test_profile_rows_are_sums_of_profiles_per_step():
+    # bench/phases.py's row from _core.profile's dicts: per step, summed over stretches by add_profile
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import phases
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    ph = dict.fromkeys(phases.PHASES, 0.0)
+    p1 = {"steps": 2, "total": {**ph, "forward": 0.004, "backward": 0.006}, "gemm": {**ph, "forward": 0.002},
+          "pack": {**ph, "forward": 0.001}, "check": 0.0005, "norm": 0.0002}
+    p2 = {"steps": 3, "total": {**ph, "forward": 0.006, "backward": 0.009}, "gemm": {**ph, "forward": 0.003},
+          "pack": {**ph, "forward": 0.0005}, "check": 0.001, "norm": 0.0003}
+    acc = phases.add_profile(phases.add_profile(None, p1), p2)
+    assert p1["total"]["forward"] == 0.004   # the first profile is copied, not summed into
+    row = phases.vaecore_row("spirals", 1, 5, 0.05, acc)
+    assert row["steps"] == 5 and row["step_ms"] == pytest.approx(10.0)
+    assert row["forward"] == pytest.approx(2.0) and row["backward"] == pytest.approx(3.0)
+    assert row["forward_gemm"] == pytest.approx(1.0) and row["forward_pack"] == pytest.approx(0.3)
+    assert row["check"] == pytest.approx(0.3) and row["norm"] == pytest.approx(0.1)
+    assert row["python_ms"] == pytest.approx(5.0)
 
 
 @pytest.mark.slow
