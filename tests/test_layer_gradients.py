@@ -50,6 +50,14 @@ CASES = {
                   convt(1, 3, 3, 1, 1, 1, 1)], "bernoulli"),
     # two activations in a row (the second needs the first's output), an activation on x itself
     "activations in a row": ((6,), 2, [TANH, (0, 5), SIGMOID, TANH], [(0, 4), ELU, SIGMOID, (0, 6)], "gaussian"),
+    # col2im's image rows over several vectors (40 wide: 3 of AVX-512's float vectors, 5 of its
+    # double ones, past the register plan of conv.inc's col2im_rows), in a conv2d's input gradient
+    # and a transposed conv's forward
+    "rows of several vectors": ((1, 4, 40), 2, [conv(2, 1, 1), TANH, conv(2, 3, 5, 2, 2, 1, 2), TANH, (4,)],
+                                [(0, 80), TANH, (5, 2, 2, 20), convt(1, 4, 6, 2, 2, 1, 2)], "gaussian"),
+    # rows (70) and a kernel (9) too wide for col2im_rows' plan at any width: the loop over taps
+    "rows too wide for registers": ((1, 3, 70), 2, [conv(2, 1, 1), TANH, conv(3, 3, 9, 1, 3, 1, 4), TANH, (4,)],
+                                    [(0, 216), TANH, (5, 3, 3, 24), convt(1, 3, 9, 1, 3, 1, 4)], "gaussian"),
     # the learned decoder variance under a conv decoder
     "learned variance": ((2, 4, 4), 2, [(4,), (0, 5), TANH], [(0, 8), (5, 2, 2, 2), convt(2, 2, 2, 2, 2)],
                          "gaussian_learned"),
