@@ -8,7 +8,9 @@ backward pass it separates the matrix products (``gemm``, packing included),
 their packing (copying blocks of the operands into the micro-kernel's panels,
 im2col included) and everything else (bias, activations, col2im, the
 reparameterization and KL pieces). The GFLOP/s column is the products' flops
-(workloads.flops_per_step) over the time spent in gemm.
+(workloads.flops_per_step) over the time spent in gemm. The VQ-VAE's step has the
+same phases but no noise: its forward pass includes the nearest-code search, its
+loss the code counts, and its optimizer the codebook's moving averages.
 
 Two parts of what is not gemm are timed on their own: Adam's finiteness check
 (the pass over the parameters and both moments before any value is stored, part
@@ -36,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import workloads  # noqa: E402
-from peers import VaecorePeer  # noqa: E402
+from peers import make_peer  # noqa: E402
 
 PHASES = ("noise", "forward", "loss", "backward", "optimizer")
 
@@ -50,7 +52,7 @@ def profile_workload(name, threads, seconds=2.0, warmup=0.5):
     w = workloads.WORKLOADS[name]
     X, _ = workloads.load_data(w.data)
     batches = workloads.epoch_batches(X, w.batch)
-    peer = VaecorePeer(w)
+    peer = make_peer("vaecore", w)
     i, t_end = 0, time.perf_counter() + warmup
     while time.perf_counter() < t_end or i < 3:
         peer.step(batches[i % len(batches)])
@@ -123,14 +125,12 @@ def compare_workload(name, threads, rounds=6, seconds=0.5, warmup=0.5):
     import vaecore
     from vaecore import _core
 
-    from peers import TorchPeer, VaecorePeer
-
     vaecore.set_num_threads(threads)
     torch.set_num_threads(threads)
     w = workloads.WORKLOADS[name]
     X, _ = workloads.load_data(w.data)
     batches = workloads.epoch_batches(X, w.batch)
-    peers = {"vaecore": VaecorePeer(w), "torch": TorchPeer(w, adam="fused")}
+    peers = {"vaecore": make_peer("vaecore", w), "torch": make_peer("torch", w, adam="fused")}
     done = {"vaecore": 0, "torch": 0}
 
     def run(peer, secs, least=1):
@@ -211,8 +211,7 @@ def main(argv=None):
     ap.add_argument("--torch", action="store_true", help="also profile PyTorch eager's step, and compare")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the comparison (--torch)")
     args = ap.parse_args(argv)
-    # the VQ-VAE's step (vq.inc) does not feed the C core's profile: left out
-    names = [n for n in args.workloads.split(",") if n and not isinstance(workloads.WORKLOADS[n], workloads.VQWorkload)]
+    names = [n for n in args.workloads.split(",") if n]
     rows = [profile_workload(n, int(t), args.seconds) for t in args.threads.split(",") for n in names]
     print(table(rows))
     if args.torch:

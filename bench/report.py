@@ -323,7 +323,9 @@ def markdown(results):
                  "of operands into panels, im2col included, is in parentheses) + everything else (bias, "
                  "activations, col2im, the reparameterization and KL pieces). optimizer: clipping and Adam. "
                  "Python + call: the rest of the step's wall time (argument checks, the Python wrapper). "
-                 "gemm GFLOP/s: the products' flops over the time in gemm.")
+                 "gemm GFLOP/s: the products' flops over the time in gemm. The VQ-VAE has no noise; its "
+                 "forward includes the nearest-code search (its product in gemm), its loss the code counts, "
+                 "its optimizer the codebook's moving averages.")
         L.append("")
     comp = results.get("profile_compare")
     if comp:

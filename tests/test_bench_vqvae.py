@@ -83,12 +83,19 @@ def test_vqvae_peers_and_skips():
     assert not np.array_equal(before, p.m.codebook)                          # the moving averages moved it
 
 
-def test_vqvae_phases_leave_the_vqvae_out(tmp_path):
-    # the VQ-VAE's step does not feed the C core's per-phase profile: phases.py must not fail on it
+def test_vqvae_phases_profile_its_step(tmp_path):
+    # the VQ-VAE's step feeds the C core's per-phase profile: phases.py gives it a row like any other
+    import json
+
     (phases,) = bench("phases")
     out = tmp_path / "p.json"
-    phases.main(["--workloads", "vqvae", "--threads", "1", "--json", str(out)])
-    assert out.read_text().split() == ["[]"]
+    phases.main(["--workloads", "vqvae", "--threads", "1", "--seconds", "0.2", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row["workload"] == "vqvae" and row["threads"] == 1 and row["steps"] >= 3
+    assert 0 < row["forward_gemm"] <= row["forward"] and 0 < row["backward_gemm"] <= row["backward"]
+    assert row["loss"] > 0 and row["optimizer"] > 0 and 0 < row["check"] <= row["optimizer"]
+    assert sum(row[ph] for ph in phases.PHASES) <= row["step_ms"] * 1.05
+    assert row["gemm_gflops"] > 0
 
 
 def test_report_shows_the_vqvae_line_and_its_model():

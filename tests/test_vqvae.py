@@ -445,6 +445,34 @@ def test_training_is_deterministic_and_independent_of_threads():
             np.testing.assert_array_equal(a, b)
 
 
+
+def test_profile_times_the_phases_of_vq_training_steps():
+    # _core.profile (vae.h's VaeProfile) counts the VQ-VAE's training steps too, phase by phase as the
+    # VAE's (tests/test_kernels.py): forward (encoder, nearest-code search, decoder), loss, backward,
+    # optimizer (clipping, the moving averages, Adam); the products' time lands in the phase they run
+    # in. Inclusions that hold on any machine: pack <= gemm <= total; no product in the loss or the
+    # optimizer; Adam's check within the optimizer, the gradient's norm within the backward pass.
+    q = issue_model()
+    opt = vaecore.Adam(q)
+    x = np.random.default_rng(0).random((32, 1, 28, 28)).astype(np.float32)
+    q.train_step(x, opt)
+    _core.profile(True)
+    try:
+        for _ in range(3):
+            q.train_step(x, opt)
+    finally:
+        p = _core.profile(False)
+    assert p["steps"] == 3
+    for ph in ("forward", "backward"):
+        assert 0 < p["pack"][ph] <= p["gemm"][ph] <= p["total"][ph]
+    for ph in ("noise", "loss", "optimizer"):
+        assert p["gemm"][ph] == 0 and p["pack"][ph] == 0
+    assert p["total"]["loss"] > 0 and p["total"]["optimizer"] > 0
+    assert 0 < p["check"] < p["total"]["optimizer"]
+    assert 0 < p["norm"] < p["total"]["backward"] - p["gemm"]["backward"]
+    q.train_step(x, opt)                       # off: nothing is added
+    assert _core.profile(False) == p
+
 # ---------------------------------------------------------------- fuzzing
 from hypothesis import HealthCheck, given, settings   # noqa: E402
 from hypothesis import strategies as st               # noqa: E402
