@@ -43,7 +43,7 @@ SHAPES = [(1, 1, 1), (5, 7, 3), (6, 8, 9), (14, 32, 1), (15, 33, 257), (29, 17, 
           # big tiles whose last rows (270 = 19 x 14 + 4) and last panel of columns (400 = 12 x 32 + 16,
           # one vector in float32 AVX-512) take the edge micro-kernels
           (270, 400, 300),
-          # several blocks of A's rows (MC = 24 MR), packed once and shared when threads split the columns
+          # several blocks of A's rows (MC = 24 MR); tall (M >= 4 N), so threads split its rows
           (700, 96, 300),
           # mid-sized products that read A in place and pack B a panel at a time: few columns
           # (a last panel of 16, one float32 AVX-512 vector), and few rows
@@ -72,6 +72,10 @@ def test_gemm_matches_reference_loop_and_numpy(isa, threads, dtype, ta, tb):
 # one block of A's rows; three blocks (MC = 24 MR) over two depth blocks, so that both A buffers
 # take turns; and columns per thread few enough for the short micro-tile (under 2^24 multiply-adds)
 TEAM_SHAPES = [(300, 900, 700), (800, 700, 300), (64, 1100, 300)]
+# tall products (M >= 4 N), whose threads split the rows (gemm_rows): parts of whole tall micro-tiles
+# over two depth blocks, parts of short ones (under 2^24 multiply-adds, one clipped), and one panel
+# of columns (N <= 32), which split nothing before
+ROW_SHAPES = [(3000, 200, 300), (1000, 64, 130), (333, 20, 700)]
 
 
 @pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True)])
@@ -79,7 +83,7 @@ def test_gemm_is_bitwise_independent_of_threads(isa, ta, tb):
     if not _core.HAVE_OPENMP:
         pytest.skip("this build has no OpenMP")
     rng = np.random.default_rng(1)
-    for M, N, K in TEAM_SHAPES:
+    for M, N, K in TEAM_SHAPES + ROW_SHAPES:
         a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
         b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
         out = []

@@ -190,22 +190,33 @@ def test_learned_variance_parameter_and_estimators():
     assert np.isfinite(ll).all() and ll.mean() >= el.mean() - 1e-9
 
 
+# the issue's model, and one whose first convolution has 20 channels: the gradient of its weights,
+# (20, 16) += dY (20, N) @ col^T (N, 16), is one panel of columns, so threads split its rows (8 + 12 on
+# two threads, 8 + 8 + 4 on three)
+ODD_ROWS_ENCODER = [L.Conv2d(20, 4, 2, 1), L.ReLU(), L.Conv2d(24, 4, 2, 1), L.ReLU(), L.Flatten()]
+ODD_ROWS_DECODER = [L.Linear(24 * 7 * 7), L.ReLU(), L.Reshape(24, 7, 7), L.ConvTranspose2d(20, 4, 2, 1), L.ReLU(),
+                    L.ConvTranspose2d(1, 4, 2, 1)]
+
+
 @pytest.mark.skipif(not vaecore._core.HAVE_OPENMP, reason="this build has no OpenMP")
-def test_conv_training_is_bitwise_the_same_for_any_thread_count():
-    # the issue's model is large enough that its conv and linear products split across threads
-    x = (np.random.default_rng(0).random((48, 1, 28, 28)) > 0.7).astype(np.float32)
+@pytest.mark.parametrize("make", [issue_model, lambda: vaecore.VAE(
+    input_shape=(1, 28, 28), latent_dim=5, encoder=ODD_ROWS_ENCODER, decoder=ODD_ROWS_DECODER, likelihood="bernoulli",
+    dtype="float32", seed=0)], ids=["issue model", "20 channels"])
+def test_conv_training_is_bitwise_the_same_for_any_thread_count(make):
+    # large enough that the conv and linear products split across threads, by columns or by rows
+    x = (np.random.default_rng(0).random((96, 1, 28, 28)) > 0.7).astype(np.float32)
     results = []
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             vaecore.set_num_threads(threads)
-            m = issue_model()
+            m = make()
             opt = vaecore.Adam(m)
             for i in range(3):
-                m.train_step(x[16 * i:16 * i + 16], opt)
+                m.train_step(x[32 * i:32 * i + 32], opt)
             results.append((m.params.tobytes(), opt.m.tobytes(), opt.v.tobytes(), m.rng_state))
     finally:
         vaecore.set_num_threads(1)
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_interpolate_takes_and_returns_images():
