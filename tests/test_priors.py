@@ -349,6 +349,108 @@ def test_pickle_round_trip(make):
     np.testing.assert_array_equal(q.sample(50, seed=3), p.sample(50, seed=3))
 
 
+# ------------------------------------------------------------------ files
+PRIORS_TO_SAVE = [
+    lambda: vaecore.IndependentPrior(K3, smoothing=0.2).fit(chain_codes(40, K3, (L3,))),
+    lambda: vaecore.IndependentPrior(4, smoothing=0.0).fit(np.zeros((5, 2, 3), dtype=np.int64)),   # -inf
+    lambda: tiny_made("float32", trained=True),
+    lambda: tiny_made("float64", hidden=(), activation="relu", trained=True),
+    lambda: vaecore.IndependentPrior(K3),              # unfitted
+    lambda: vaecore.AutoregressivePrior(K3, hidden=(7, 5), seed=4),
+]
+
+
+@pytest.mark.parametrize("make", PRIORS_TO_SAVE)
+def test_save_and_load_round_trip(make, tmp_path):
+    p = make()
+    path = tmp_path / "prior.npz"
+    p.save(path)
+    for q in (type(p).load(path), vaecore.load(path), vaecore.load(str(path), with_optimizer=True)[0]):
+        assert type(q) is type(p) and repr(q) == repr(p)
+        assert q.config == p.config and q.grid_shape == p.grid_shape
+        if p.grid_shape is None:
+            with pytest.raises(RuntimeError, match="not fitted"):
+                q.sample(1)
+            continue
+        grids = ALL27.reshape(-1, *p.grid_shape) if p.num_positions == L3 else p.sample(20, seed=1)
+        np.testing.assert_array_equal(q.log_prob(grids), p.log_prob(grids))          # bitwise
+        np.testing.assert_array_equal(q.sample(50, seed=3), p.sample(50, seed=3))
+        if isinstance(p, vaecore.AutoregressivePrior):
+            np.testing.assert_array_equal(q.params, p.params)
+            assert q.history == p.history and q.params is not p.params
+        else:
+            np.testing.assert_array_equal(q.counts, p.counts)
+            np.testing.assert_array_equal(q.log_probs, p.log_probs)
+    assert vaecore.load(path, with_optimizer=True)[1] is None   # a prior's file holds no optimizer
+
+
+def test_save_to_a_file_object_and_the_configuration():
+    import io
+    p = tiny_made("float64", hidden=(6,), activation="elu", seed=2, trained=True)
+    f = io.BytesIO()
+    p.save(f)
+    f.seek(0)
+    q = vaecore.AutoregressivePrior.load(f)
+    assert q.config == {"codebook_size": K3, "hidden": [6], "activation": "elu", "dtype": "float64", "seed": 2}
+    assert vaecore.AutoregressivePrior(**q.config).hidden == (6,)
+    np.testing.assert_array_equal(q.log_prob(ALL27), p.log_prob(ALL27))
+    # a loaded prior fits again as a fresh one of its configuration would
+    codes = chain_codes(60, K3, (L3,), seed=5)
+    q.fit(codes, epochs=2, batch_size=16, progress=False)
+    r = vaecore.AutoregressivePrior(**q.config).fit(codes, epochs=2, batch_size=16, progress=False)
+    np.testing.assert_array_equal(q.params, r.params)
+    assert vaecore.IndependentPrior(5, smoothing=0.5).config == {"codebook_size": 5, "smoothing": 0.5}
+
+
+def test_load_refuses_other_classes_and_damaged_files(tmp_path):
+    from vaecore.io import _atomic_savez, _checked_load
+    ind, made = tmp_path / "ind.npz", tmp_path / "made.npz"
+    vaecore.IndependentPrior(K3).fit(ALL27).save(ind)
+    tiny_made().save(made)
+    with pytest.raises(ValueError, match="holds 'AutoregressivePrior', not an IndependentPrior"):
+        vaecore.IndependentPrior.load(made)
+    with pytest.raises(ValueError, match="holds an IndependentPrior, not a VAE: load it with "
+                                         "vaecore.IndependentPrior.load"):
+        vaecore.VAE.load(ind)
+    model = tmp_path / "vae.npz"
+    vaecore.VAE(3, hidden=(4,), latent_dim=2).save(model)
+    with pytest.raises(ValueError, match="holds 'VAE', not an AutoregressivePrior"):
+        vaecore.AutoregressivePrior.load(model)
+    with pytest.raises(FileNotFoundError):
+        vaecore.IndependentPrior.load(tmp_path / "missing.npz")
+    with pytest.raises(TypeError, match="path must be"):
+        vaecore.IndependentPrior(K3).save(3.5)
+    # files whose checksum holds but whose contents do not fit (written by hand)
+    meta, arrays = _checked_load(ind)
+
+    def damaged(name, meta_change=None, **array_change):
+        m, a = dict(meta), dict(arrays)
+        m.update(meta_change or {})
+        a.update(array_change)
+        a = {k: v for k, v in a.items() if v is not None}
+        path = tmp_path / name
+        _atomic_savez(path, m, a)
+        return path
+
+    counts = arrays["counts"]
+    for path in (damaged("neg.npz", counts=-counts), damaged("short.npz", counts=counts[:2]),
+                 damaged("float.npz", counts=counts.astype(np.float64)), damaged("none.npz", counts=None),
+                 damaged("uneven.npz", counts=counts + (np.arange(counts.size) == 0).reshape(counts.shape))):
+        with pytest.raises(ValueError, match="counts are missing or do not fit"):
+            vaecore.load(path)
+    for change in ({"grid_shape": [-1]}, {"grid_shape": "ab"}, {"config": {"codebook_size": 0}},
+                   {"config": {"codebook_size": 3, "colour": 1}}, {"config": None}):
+        with pytest.raises(ValueError, match="configuration is damaged"):
+            vaecore.load(damaged("meta.npz", change))
+    meta, arrays = _checked_load(made)
+    for path in (damaged("p32.npz", params=arrays["params"].astype(np.float32)),
+                 damaged("p_short.npz", params=arrays["params"][:-1]), damaged("p_none.npz", params=None)):
+        with pytest.raises(ValueError, match="parameters are missing or do not fit"):
+            vaecore.load(path)
+    with pytest.raises(ValueError, match="history is damaged"):
+        vaecore.load(damaged("hist.npz", {"history": ["x"]}))
+
+
 def test_determinism():
     codes = chain_codes(200, 5, (2, 2), seed=3)
 
@@ -399,7 +501,7 @@ def test_public_names_are_exported_and_documented():
     assert vaecore.IndependentPrior is vaecore.priors.IndependentPrior
     for cls in (vaecore.IndependentPrior, vaecore.AutoregressivePrior):
         assert cls.__doc__ and len(cls.__doc__) > 200
-        for name in ("fit", "log_prob", "nll_bits", "sample"):
+        for name in ("fit", "log_prob", "nll_bits", "sample", "save", "load", "config"):
             assert getattr(cls, name).__doc__, (cls, name)
     for name in ("forward", "backward", "adam_step", "layout"):
         fn = getattr(_core.Stack, name)

@@ -14,7 +14,7 @@ mode follows the umask, as for any file the process creates. A binary file
 object (``io.BytesIO``, ``open(path, "wb")``) takes the same archive,
 written at its position (no atomicity: that is the caller's). Reading checks
 the magic, the version and the checksum before anything is used.
-``VAE.save``/``VAE.load`` and ``vaecore.fit``'s checkpoints both go through
+Every model's and prior's ``save``/``load`` and ``vaecore.fit``'s checkpoints go through
 here. What goes into ``meta`` is theirs; this module only stores and checks it.
 """
 from __future__ import annotations
@@ -206,11 +206,16 @@ def _model_state(m, class_name, optimizers=()):
     return meta, arrays
 
 
+def _a(name):
+    """'a VAE', 'an AE': the article as one reads the class name aloud."""
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+
+
 def _load_class(path, class_name, flag, flag_name):
     """(meta, arrays) of a checked archive that must hold a class_name; flag (with_optimizer[s]) a bool."""
     if flag is not True and flag is not False:
         raise TypeError(f"{flag_name} must be True or False, got {flag!r}")
     meta, arrays = _checked_load(path)
     if meta.get("class") != class_name:
-        raise ValueError(f"{_name(path)} holds {meta.get('class')!r}, not a {class_name}: read it with vaecore.load")
+        raise ValueError(f"{_name(path)} holds {meta.get('class')!r}, not {_a(class_name)}: read it with vaecore.load")
     return meta, arrays

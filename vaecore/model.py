@@ -34,7 +34,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_int, check_real, check_float_dtype, check_seed, check_widths
-from .io import FORMAT_VERSION, _atomic_savez, _check_save_path, _checked_load, _model_state, _name, _restore
+from .io import FORMAT_VERSION, _a, _atomic_savez, _check_save_path, _checked_load, _model_state, _name, _restore
 from .optim import SGD, Adam, Optimizer   # also re-exported: vaecore.model.Adam etc. keep working
 
 __all__ = ["VAE", "AE", "VAEConfig", "load", "Adam", "SGD", "Optimizer", "FORMAT_VERSION"]
@@ -855,11 +855,6 @@ class AE(VAE):
         raise NotImplementedError("a plain autoencoder has no ELBO; use a VAE")
 
 
-def _a(name):
-    """'a VAE', 'an AE': the article as one reads the class name aloud."""
-    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
-
-
 def _load(path, with_optimizer, cls=None):
     """VAE.load (cls the class the file must hold) and vaecore.load (cls None: either)."""
     if with_optimizer is not True and with_optimizer is not False:
@@ -867,20 +862,22 @@ def _load(path, with_optimizer, cls=None):
     meta, arrays = _checked_load(path)
     name = _name(path)
     saved = meta.get("class")
-    if saved == "GAN":
+    if saved in ("GAN", "VQVAE", "IndependentPrior", "AutoregressivePrior"):
         if cls is not None:
-            raise ValueError(f"{name} holds a GAN, not {_a(cls.__name__)}: load it with vaecore.GAN.load or "
-                             f"vaecore.load")
-        from .gan import _from_saved   # a GAN's file: vaecore.load returns the GAN (and its two optimizers)
+            raise ValueError(f"{name} holds {_a(saved)}, not {_a(cls.__name__)}: load it with vaecore.{saved}.load "
+                             f"or vaecore.load")
+        if saved == "GAN":   # vaecore.load returns the GAN (and its two optimizers)
+            from .gan import _from_saved as _gan_from_saved
 
-        return _from_saved(meta, arrays, path, with_optimizer)
-    if saved == "VQVAE":
-        if cls is not None:
-            raise ValueError(f"{name} holds a VQVAE, not {_a(cls.__name__)}: load it with vaecore.VQVAE.load or "
-                             f"vaecore.load")
-        from .vqvae import _from_saved as _vq_from_saved
+            return _gan_from_saved(meta, arrays, path, with_optimizer)
+        if saved == "VQVAE":
+            from .vqvae import _from_saved as _vq_from_saved
 
-        return _vq_from_saved(meta, arrays, path, with_optimizer)
+            return _vq_from_saved(meta, arrays, path, with_optimizer)
+        from .priors import _from_saved as _prior_from_saved
+
+        prior = _prior_from_saved(meta, arrays, path)
+        return (prior, None) if with_optimizer else prior   # a prior's file holds no optimizer
     kind = {"VAE": VAE, "AE": AE}.get(saved)
     if kind is None:
         raise ValueError(f"{name}: unknown model class {saved!r}")
@@ -899,17 +896,19 @@ def _load(path, with_optimizer, cls=None):
 
 
 def load(path, *, with_optimizer=False):
-    """Read a model file written by :meth:`VAE.save` or by ``fit``'s checkpoint, whichever class it holds.
+    """Read a file written by any vaecore ``save`` or by ``fit``'s checkpoint, whichever class it holds.
 
     Parameters
     ----------
     path : str, bytes, os.PathLike or binary file object
     with_optimizer : bool, default False
-        Also return the saved optimizer (None if none was saved).
+        Also return the saved optimizer (None if none was saved; always None for a
+        prior, whose file holds none).
 
     Returns
     -------
-    VAE or AE, or (model, optimizer) when ``with_optimizer``
+    VAE, AE, VQVAE, IndependentPrior or AutoregressivePrior, or (model, optimizer) when
+    ``with_optimizer``; a GAN as :meth:`GAN.load` returns it
 
     Raises
     ------

@@ -31,6 +31,7 @@ import numpy as np
 from . import _core
 from . import layers as L
 from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_seed, check_widths
+from .io import FORMAT_VERSION, _MAGIC, _atomic_savez, _check_save_path, _load_class, _name
 from .model import init_weights
 
 __all__ = ["IndependentPrior", "AutoregressivePrior"]
@@ -109,6 +110,35 @@ class _Prior:
         self._fitted("sample")
         return check_int(n, "n", low=0), check_seed(seed, high=None)
 
+    # ------------------------------------------------------------ files
+    def save(self, path):
+        """Write the prior (its configuration and, once fitted, what the fit learned) to ``path``.
+
+        The archive of :meth:`vaecore.VAE.save` (atomic, checksummed): :meth:`load` and
+        ``vaecore.load`` read it back, and the prior they return gives bitwise the same
+        ``log_prob`` and ``sample``. An unfitted prior saves its configuration alone.
+
+        Parameters
+        ----------
+        path : str, bytes, os.PathLike or binary file object
+        """
+        _check_save_path(path)
+        meta = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "class": type(self).__name__,
+                "config": self.config, "grid_shape": None if self.grid_shape is None else list(self.grid_shape)}
+        arrays = self._fit_arrays(meta) if self.grid_shape is not None else {}
+        _atomic_savez(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a prior of this class written by :meth:`save`.
+
+        Raises FileNotFoundError for a missing file and ValueError for one that is not a
+        vaecore file, is damaged, or holds another class (``vaecore.load`` returns
+        whatever a file holds).
+        """
+        meta, arrays = _load_class(path, cls.__name__, False, "with_optimizer")
+        return _from_saved(meta, arrays, path)
+
 
 # ------------------------------------------------------------------ independent
 class IndependentPrior(_Prior):
@@ -157,6 +187,34 @@ class IndependentPrior(_Prior):
         return (f"IndependentPrior(codebook_size={self.codebook_size}, smoothing={self.smoothing}, "
                 f"grid_shape={self.grid_shape})")
 
+    @property
+    def config(self):
+        """dict: the constructor's arguments (``IndependentPrior(**config)`` is an unfitted twin)."""
+        return {"codebook_size": self.codebook_size, "smoothing": self.smoothing}
+
+    def _fit_arrays(self, meta):
+        """The arrays of what fit learned, for save (meta gets the rest: nothing here)."""
+        return {"counts": np.array(self.counts)}
+
+    def _set_counts(self, counts, n):
+        """What fit keeps of counts (L, K) of n grids: the counts and log p_i(k)."""
+        a, K = self.smoothing, self.codebook_size
+        with np.errstate(divide="ignore"):   # a = 0: log 0 = -inf for a code never seen at a position
+            self.log_probs = np.log(counts + a) - np.log(n + K * a)         # (L, K); n >= 1, so n + K a > 0
+        self.counts = counts
+
+    def _restore_fit(self, meta, arrays, name):
+        """What _fit_arrays saved, checked against the configuration, put back (ValueError if it does not fit)."""
+        counts = arrays.get("counts")
+        ok = (counts is not None and counts.dtype == np.int64 and counts.shape == (self.num_positions,
+                                                                                    self.codebook_size)
+              and not (counts < 0).any())
+        # every position counts the same n >= 1 grids (a grid of no positions leaves no trace of n)
+        n = int(counts[0].sum()) if ok and counts.shape[0] else 1
+        if not ok or n < 1 or (counts.sum(axis=1) != n).any():
+            raise ValueError(f"{name}: the counts are missing or do not fit the configuration")
+        self._set_counts(counts, n)
+
     def fit(self, codes):
         """Count the codes of each position: codes is an int array (n, *grid), n >= 1. Returns self."""
         c = _codes(codes, self.codebook_size, min_rows=1)
@@ -165,10 +223,7 @@ class IndependentPrior(_Prior):
         Lpos = flat.shape[1]
         counts = np.zeros((Lpos, K), dtype=np.int64)                         # (L, K)
         np.add.at(counts, (np.broadcast_to(np.arange(Lpos), flat.shape), flat), 1)
-        a = self.smoothing
-        with np.errstate(divide="ignore"):   # a = 0: log 0 = -inf for a code never seen at a position
-            self.log_probs = np.log(counts + a) - np.log(n + K * a)         # (L, K); n >= 1, so n + K a > 0
-        self.counts = counts
+        self._set_counts(counts, n)
         self.grid_shape = tuple(c.shape[1:])
         return self
 
@@ -280,6 +335,30 @@ class AutoregressivePrior(_Prior):
         n = "" if self._core is None else f", parameters={self._core.num_params:,}"
         return (f"AutoregressivePrior(codebook_size={self.codebook_size}, hidden={self.hidden}, "
                 f"activation={self.activation!r}, dtype={self.dtype.name!r}, grid_shape={self.grid_shape}{n})")
+
+    @property
+    def config(self):
+        """dict: the constructor's arguments (``AutoregressivePrior(**config)`` is an unfitted twin)."""
+        return {"codebook_size": self.codebook_size, "hidden": list(self.hidden), "activation": self.activation,
+                "dtype": self.dtype.name, "seed": self.seed}
+
+    def _fit_arrays(self, meta):
+        """The arrays of what fit learned, for save; meta gets the rest (the training history)."""
+        meta["history"] = [float(h) for h in self.history]
+        return {"params": np.array(self._core.params)}
+
+    def _restore_fit(self, meta, arrays, name):
+        """What _fit_arrays saved, checked against the configuration, put back (ValueError if it does not fit)."""
+        self._build(self.grid_shape)
+        params = arrays.get("params")
+        if params is None or params.shape != self._core.params.shape or params.dtype != self._core.params.dtype:
+            raise ValueError(f"{name}: the parameters are missing or do not fit the configuration")
+        try:
+            history = [float(h) for h in meta.get("history", [])]
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: the training history is damaged") from None
+        self._core.params[...] = params
+        self.history = history
 
     @property
     def params(self):
@@ -442,3 +521,25 @@ class AutoregressivePrior(_Prior):
         if self.grid_shape is not None:
             self._build(self.grid_shape)
             self._core.params[...] = params
+
+
+def _from_saved(meta, arrays, path):
+    """The prior of a checked archive (class IndependentPrior or AutoregressivePrior); vaecore.load comes
+    here for those classes."""
+    name = _name(path)
+    cls = {"IndependentPrior": IndependentPrior, "AutoregressivePrior": AutoregressivePrior}[meta["class"]]
+    try:
+        config = dict(meta["config"])
+        if "hidden" in config:
+            config["hidden"] = tuple(config["hidden"])
+        prior = cls(**config)
+        grid = meta["grid_shape"]
+        if grid is not None:
+            if not all(isinstance(g, int) and g >= 0 for g in grid):
+                raise ValueError(f"grid_shape must be a list of ints >= 0, got {grid!r}")
+            prior.grid_shape = tuple(grid)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{name}: the prior's configuration is damaged: {e}") from None
+    if prior.grid_shape is not None:
+        prior._restore_fit(meta, arrays, name)
+    return prior
