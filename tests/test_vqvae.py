@@ -294,6 +294,47 @@ def test_fit_records_perplexity_usage_and_restarts_dead_codes():
     assert hist2.restarts.sum() == 0 and hist2.codes_used[-1] <= 8
 
 
+def test_fit_evaluates_validation_data_after_every_epoch():
+    X = vaecore.datasets.two_spirals(256, seed=0)[0]
+    X_val = vaecore.datasets.two_spirals(300, seed=1)[0]   # 300 rows: not a multiple of any batch size
+    seen = []
+
+    def record(epoch, stats, model):   # the model the stats describe: evaluated here, independently
+        want = model.loss(X_val)
+        seen.append({k: stats[f"val_{k}"] for k in want})
+        assert seen[-1] == want
+
+    q = vaecore.VQVAE(2, codebook_size=16, code_dim=2, hidden=(32,), seed=0)
+    hist = vaecore.fit(q, X, epochs=4, batch_size=64, progress=False, validation_data=X_val, callbacks=[record])
+    assert len(seen) == 4
+    for key in ("loss", "recon", "commitment", "codebook", "perplexity"):
+        np.testing.assert_array_equal(getattr(hist, f"val_{key}"), [s[key] for s in seen])
+    assert hist.val_kl.size == 0 and "val_loss=" in repr(hist)
+    assert hist.val_loss[-1] < hist.val_loss[0]
+    # evaluating changes nothing of the training: bitwise the run without it
+    q2 = vaecore.VQVAE(2, codebook_size=16, code_dim=2, hidden=(32,), seed=0)
+    hist2 = vaecore.fit(q2, X, epochs=4, batch_size=64, progress=False)
+    np.testing.assert_array_equal(q2.params, q.params)
+    np.testing.assert_array_equal(hist2.loss, hist.loss)
+    assert hist2.val_loss.size == 0 and "val_loss" not in repr(hist2)
+    # EarlyStopping watches it
+    q3 = vaecore.VQVAE(2, codebook_size=16, code_dim=2, hidden=(32,), seed=0)
+    stop = vaecore.EarlyStopping(patience=1, min_delta=1e9)   # no epoch improves by 1e9: stops after two
+    hist3 = vaecore.fit(q3, X, epochs=10, batch_size=64, progress=False, validation_data=X_val, callbacks=[stop])
+    assert len(hist3) == 2 and hist3.stopped_early and stop.best == hist3.val_loss[0]
+    with pytest.raises(ValueError, match="monitors 'val_loss'.*validation_data="):
+        vaecore.fit(q3, X, epochs=1, progress=False, callbacks=[vaecore.EarlyStopping(patience=1)])
+    # bad validation data, refused before any step
+    before = q3.params.copy()
+    for bad, exc, match in ((np.zeros((0, 2)), ValueError, "validation_data: .*at least one row"),
+                            ([[np.nan, 0.0]], ValueError, "validation_data must be finite"),
+                            (np.zeros((3, 5)), ValueError, r"validation_data: .*shape"),
+                            ("spirals", TypeError, "validation_data")):
+        with pytest.raises(exc, match=match):
+            vaecore.fit(q3, X, epochs=1, progress=False, validation_data=bad)
+    np.testing.assert_array_equal(q3.params, before)
+
+
 def test_short_training_reaches_the_documented_quality():
     # documented in the README: 50 epochs on 1024 spiral points, 32 codes of width 2: reconstruction error
     # (squared, per example) under 0.03 (the data spans about [-1, 1]^2) and the code perplexity above 20

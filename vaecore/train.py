@@ -387,7 +387,8 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         and ``val_kl``, with the epoch's beta and the same noise eps in every
         epoch (drawn once from a generator seeded by ``seed``, not from the
         model's), so the curves are smooth and the training is bitwise the
-        same as without validation data.
+        same as without validation data. For a VQ-VAE, :func:`fit_vq`'s
+        ``val_*`` stats instead.
     checkpoint : str or os.PathLike, optional
         A file to write a checkpoint to after every ``checkpoint_every``
         epochs and when training ends: the model, the optimizer, the model's
@@ -443,11 +444,11 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     from .vqvae import VQVAE, fit_vq
 
     if isinstance(model, VQVAE):   # a VQ-VAE too (vaecore/vqvae.py)
-        if beta != 1.0 or validation_data is not None or checkpoint is not None or resume or k != 1:
-            raise TypeError("beta, validation_data, checkpoint, resume and k are not for a VQ-VAE; it takes epochs, "
-                            "batch_size, optimizer, lr, seed, callbacks and progress")
+        if beta != 1.0 or checkpoint is not None or resume or k != 1:
+            raise TypeError("beta, checkpoint, resume and k are not for a VQ-VAE; it takes epochs, batch_size, "
+                            "optimizer, lr, seed, callbacks, progress, validation_data and restart_dead")
         return fit_vq(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress,
-                      restart_dead=True if restart_dead is None else restart_dead)
+                      restart_dead=True if restart_dead is None else restart_dead, validation_data=validation_data)
     if restart_dead is not None:
         raise TypeError("restart_dead (restarting unused codes) is for a VQ-VAE")
     if isinstance(model, GAN):   # a GAN trains in its own loop (vaecore/gan.py)

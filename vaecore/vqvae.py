@@ -512,6 +512,9 @@ class VQHistory(History):
         Dead codes (unused for the whole epoch) restarted at its end.
     usage : ndarray of int64, shape (epochs, codebook_size)
         Each epoch's code counts.
+    val_loss, val_recon, val_commitment, val_codebook, val_perplexity : ndarray of float64, shape (epochs,) or (0,)
+        With ``validation_data``: :meth:`VQVAE.loss` on it after each epoch
+        (its restarts included); empty without. (``val_kl`` stays empty.)
     epoch_seconds, lr, seconds, stopped_early, optimizer
         As in :class:`vaecore.History`.
     """
@@ -522,11 +525,15 @@ class VQHistory(History):
     codes_used: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     restarts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     usage: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.int64))
+    val_commitment: np.ndarray = field(default_factory=lambda: np.empty(0))
+    val_codebook: np.ndarray = field(default_factory=lambda: np.empty(0))
+    val_perplexity: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __repr__(self):
         if not len(self):
             return "VQHistory(epochs=0)"
-        return (f"VQHistory(epochs={len(self)}, loss={self.loss[-1]:.4g}, recon={self.recon[-1]:.4g}, "
+        val = f", val_loss={self.val_loss[-1]:.4g}" if len(self.val_loss) else ""
+        return (f"VQHistory(epochs={len(self)}, loss={self.loss[-1]:.4g}, recon={self.recon[-1]:.4g}{val}, "
                 f"perplexity={self.perplexity[-1]:.3g}, codes_used={self.codes_used[-1]}, "
                 f"restarts={int(self.restarts.sum())}, seconds={self.seconds:.2f})")
 
@@ -540,7 +547,7 @@ def _perplexity(counts):
 
 
 def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, callbacks=(), progress=True, *,
-           restart_dead=True):
+           restart_dead=True, validation_data=None):
     """Train a VQ-VAE on X with shuffled mini-batches (``vaecore.fit`` calls this for a VQVAE).
 
     Every step is one C call (:meth:`VQVAE.train_step`). At the end of every
@@ -564,10 +571,17 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
     callbacks : sequence of callables
         ``cb(epoch, stats, model)`` after every epoch with the epoch's stats
         (loss, recon, commitment, codebook, perplexity, codes_used, restarts,
-        lr, seconds); True stops.
+        lr, seconds, and the val_* ones with ``validation_data``); True stops.
     progress : bool, default True
         A tqdm progress bar, and a summary line on stderr at the end.
     restart_dead : bool, default True
+        Move the codes no position used during an epoch onto encoder outputs
+        at its end (their optimizer moments start afresh).
+    validation_data : array_like, shape (m, input_dim) or (m, *input_shape), optional
+        After every epoch, :meth:`VQVAE.loss` on it (m >= 1) goes into the
+        epoch's stats and the history as ``val_loss``, ``val_recon``,
+        ``val_commitment``, ``val_codebook`` and ``val_perplexity``, so that
+        :class:`vaecore.EarlyStopping` can watch them.
 
     Returns
     -------
@@ -589,6 +603,14 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
     X = model._x(X)
     if not np.isfinite(X).all():
         raise ValueError("X must be finite")
+    X_val = None
+    if validation_data is not None:
+        try:
+            X_val = model._x(validation_data)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"validation_data: {e}") from None
+        if not np.isfinite(X_val).all():
+            raise ValueError("validation_data must be finite")
     lr_schedule = _schedule(lr, "lr") if callable(lr) else None
     if optimizer is None:
         optimizer = Adam(model, lr=1e-3 if lr_schedule is not None else lr)
@@ -600,7 +622,9 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
             raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
     rng = np.random.default_rng(seed)
     n, K = X.shape[0], model.codebook_size
-    rows = {key: [] for key in (*_VQ_KEYS, "perplexity", "codes_used", "restarts", "usage", "lr", "epoch_seconds")}
+    val_keys = () if X_val is None else tuple(f"val_{key}" for key in (*_VQ_KEYS, "perplexity"))
+    rows = {key: [] for key in (*_VQ_KEYS, "perplexity", "codes_used", "restarts", "usage", "lr", "epoch_seconds",
+                                *val_keys)}
     hist = VQHistory(optimizer=optimizer)
     bar = None
     if progress:
@@ -635,7 +659,9 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
                 dt = time.perf_counter() - t0
                 stats = dict(zip(_VQ_KEYS, sums), perplexity=_perplexity(usage), codes_used=int((usage > 0).sum()),
                              restarts=restarted, lr=optimizer.lr, seconds=dt)
-                for key in (*_VQ_KEYS, "perplexity", "codes_used", "restarts"):
+                if X_val is not None:   # after the restarts: the model the next epoch starts from
+                    stats.update((f"val_{key}", value) for key, value in model.loss(X_val).items())
+                for key in (*_VQ_KEYS, "perplexity", "codes_used", "restarts", *val_keys):
                     rows[key].append(stats[key])
                 rows["usage"].append(usage)
                 rows["lr"].append(optimizer.lr)
