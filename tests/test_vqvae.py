@@ -333,6 +333,11 @@ def test_fit_evaluates_validation_data_after_every_epoch():
         with pytest.raises(exc, match=match):
             vaecore.fit(q3, X, epochs=1, progress=False, validation_data=bad)
     np.testing.assert_array_equal(q3.params, before)
+    b = vaecore.VQVAE(2, codebook_size=4, code_dim=2, hidden=(8,), likelihood="bernoulli", seed=0)
+    before = b.params.copy()
+    with pytest.raises(ValueError, match=r"validation_data must lie in \[0, 1\]"):
+        vaecore.fit(b, np.full((8, 2), 0.5), epochs=1, progress=False, validation_data=[[0.5, 1.5]])
+    np.testing.assert_array_equal(b.params, before)
 
 
 def test_short_training_reaches_the_documented_quality():

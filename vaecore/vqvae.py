@@ -611,6 +611,8 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
             raise type(e)(f"validation_data: {e}") from None
         if not np.isfinite(X_val).all():
             raise ValueError("validation_data must be finite")
+        if model.likelihood == "bernoulli" and ((X_val < 0) | (X_val > 1)).any():   # refused now, not after an epoch
+            raise ValueError("validation_data must lie in [0, 1] for the bernoulli likelihood")
     lr_schedule = _schedule(lr, "lr") if callable(lr) else None
     if optimizer is None:
         optimizer = Adam(model, lr=1e-3 if lr_schedule is not None else lr)
