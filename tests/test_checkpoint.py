@@ -8,6 +8,8 @@
   parameters, optimizer state, noise generator and history of the uninterrupted run.
 - Ctrl-C during fit (a KeyboardInterrupt from a callback, or SIGINT while the C core computes a step)
   leaves the parameters and the optimizer at the same step.
+- The VQ-VAE's fit (fit_vq) resumes bitwise too: moving averages, restarts of dead codes and the
+  validation history included.
 """
 import json
 import os
@@ -489,3 +491,103 @@ def test_ctrl_c_as_train_step_returns_leaves_params_and_optimizer_at_the_same_st
     good_opt = vaecore.Adam(good, lr=3e-3)
     good.train_step(X[:32], good_opt)
     assert state(m, opt) == state(good, good_opt)   # the C step advanced opt.t with the parameters
+
+
+# ------------------------------------------------------------------ the VQ-VAE's fit (vaecore.fit_vq)
+VQ_RUN = dict(epochs=8, batch_size=32, seed=3, progress=False, lr=lambda e: 3e-3 / (1 + e))
+VQ_HISTORY = ("loss", "recon", "commitment", "codebook", "perplexity", "codes_used", "restarts", "usage", "lr",
+              "val_loss", "val_recon", "val_commitment", "val_codebook", "val_perplexity")
+
+
+def vq_model(update="ema", seed=0):
+    q = vaecore.VQVAE(2, codebook_size=12, code_dim=2, hidden=(16,), codebook_update=update, seed=seed)
+    q.codebook[6:] = 50.0 + seed   # far from every encoder output: dead, so the epochs restart codes
+    if update == "ema":
+        q.reset_ema()
+    return q
+
+
+def vq_state(q, opt, hist=None):
+    """Everything of a VQ-VAE run that must match bitwise: parameters, moving averages, generator, optimizer,
+    history."""
+    s = {"params": q.params.tobytes(), "rng": q.rng_state, "t": opt.t,
+         "ema": None if q.ema_count is None else (q.ema_count.tobytes(), q.ema_sum.tobytes())}
+    s.update({k: a.tobytes() for k, a in opt._arrays().items()})
+    if hist is not None:
+        s.update({k: getattr(hist, k).tobytes() for k in VQ_HISTORY})
+    return s
+
+
+@pytest.mark.parametrize("update, every", [("ema", 1), ("loss", 3)])
+def test_vq_interrupted_and_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, update, every):
+    X_val = X[::7]
+    ref = vq_model(update)
+    snaps = []
+    ref_opt = vaecore.Adam(ref)
+    ref_hist = vaecore.fit(ref, X, optimizer=ref_opt, validation_data=X_val,
+                           callbacks=[lambda e, s, q: snaps.append(vq_state(q, ref_opt))], **VQ_RUN)
+    assert ref_hist.restarts.sum() > 0   # the restarts draw from the generator the checkpoint keeps
+    path = tmp_path / "ck.npz"
+    q = vq_model(update)
+    opt = vaecore.Adam(q)
+    with pytest.raises(KeyboardInterrupt):
+        vaecore.fit(q, X, optimizer=opt, validation_data=X_val, checkpoint=path, checkpoint_every=every,
+                    callbacks=[interrupt_at(4)], **VQ_RUN)
+    assert vq_state(q, opt) == snaps[4]
+    q2 = vq_model(update, seed=9)   # other weights, codebook and averages: all replaced by the checkpoint's
+    hist = vaecore.fit(q2, X, validation_data=X_val, checkpoint=path, checkpoint_every=every, resume=True, **VQ_RUN)
+    assert isinstance(hist, vaecore.VQHistory) and len(hist) == 8 and hist.seconds > 0
+    assert vq_state(q2, hist.optimizer, hist) == vq_state(ref, ref_opt, ref_hist)
+    q3, opt3 = vaecore.VQVAE.load(path, with_optimizer=True)     # the checkpoint is an ordinary model file
+    assert vq_state(q3, opt3) == vq_state(ref, ref_opt)
+    with np.load(path) as f:
+        assert f["fit_usage"].tobytes() == ref_hist.usage.tobytes()
+    # a finished run resumes to itself, and more epochs continue it as one longer run would
+    hist_again = vaecore.fit(vq_model(update, seed=5), X, validation_data=X_val, checkpoint=path, resume=True,
+                             **VQ_RUN)
+    assert hist_again.val_loss.tobytes() == ref_hist.val_loss.tobytes()
+    longer = vq_model(update)
+    longer_hist = vaecore.fit(longer, X, validation_data=X_val, **{**VQ_RUN, "epochs": 10})
+    q4 = vq_model(update)
+    hist4 = vaecore.fit(q4, X, validation_data=X_val, checkpoint=path, resume=True, **{**VQ_RUN, "epochs": 10})
+    assert vq_state(q4, hist4.optimizer, hist4) == vq_state(longer, longer_hist.optimizer, longer_hist)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(X=X[:-1]), "rows of X"), (dict(batch_size=16), "batch_size"), (dict(seed=4), "seed"),
+    (dict(restart_dead=False), "restart_dead"), (dict(validation_data=None), "validation_data"),
+    (dict(model=lambda: vaecore.VQVAE(2, 12, 2, hidden=(16,), commitment=0.5)), "which is not this VQVAE"),
+    (dict(model=lambda: model()), "holds a VQVAE"),
+])
+def test_vq_resume_refuses_a_checkpoint_of_another_run(tmp_path, change, match):
+    path = tmp_path / "ck.npz"
+    vaecore.fit(vq_model(), X, validation_data=X[::7], checkpoint=path, **{**VQ_RUN, "epochs": 2})
+    m = change.get("model", vq_model)()
+    before = m.params.copy()
+    run = {**VQ_RUN, "validation_data": X[::7], **{k: v for k, v in change.items() if k not in ("X", "model")}}
+    if isinstance(m, vaecore.VQVAE):
+        run["restart_dead"] = run.get("restart_dead", True)
+    else:
+        run = {**RUN}
+    with pytest.raises(ValueError, match=match):
+        vaecore.fit(m, change.get("X", X), checkpoint=path, resume=True, **run)
+    assert m.params.tobytes() == before.tobytes()
+    with pytest.raises(ValueError, match="resume=True needs checkpoint="):
+        vaecore.fit(vq_model(), X, resume=True, **VQ_RUN)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        vaecore.fit(vq_model(), X, checkpoint=path, checkpoint_every=0, **VQ_RUN)
+
+
+def test_vq_resume_refuses_a_damaged_checkpoint_before_changing_anything(tmp_path):
+    from vaecore.io import _atomic_savez, _checked_load
+    path = tmp_path / "ck.npz"
+    vaecore.fit(vq_model(), X, checkpoint=path, **{**VQ_RUN, "epochs": 2})
+    meta, arrays = _checked_load(path)
+    for drop, match in (("ema", "moving averages are missing"), ("fit_usage", "history lacks 'usage'")):
+        _atomic_savez(tmp_path / "bad.npz", meta, {k: v for k, v in arrays.items() if k != drop})
+        q = vq_model(seed=4)
+        opt = vaecore.Adam(q)
+        before = vq_state(q, opt)
+        with pytest.raises(ValueError, match=match):
+            vaecore.fit(q, X, optimizer=opt, checkpoint=tmp_path / "bad.npz", resume=True, **VQ_RUN)
+        assert vq_state(q, opt) == before

@@ -20,6 +20,7 @@ as if it had never stopped.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import signal
@@ -269,6 +270,19 @@ class _HoldInterrupt:
         return False
 
 
+def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
+    """fit's checkpoint, checkpoint_every and resume checked (TypeError or ValueError naming the argument);
+    returns checkpoint_every as an int."""
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be None, a str or an os.PathLike, got {type(checkpoint).__name__}")
+    if resume is not True and resume is not False:
+        raise TypeError(f"resume must be True or False, got {resume!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint= (the file to resume from)")
+    return checkpoint_every
+
+
 def _data_digest(X):
     return hashlib.sha256(np.ascontiguousarray(X).data).hexdigest()
 
@@ -286,33 +300,44 @@ def _history_arrays(rows, K):
     return out
 
 
-def _save_checkpoint(path, model, optimizer, rng, epoch, rows, run, seconds):
+def _save_checkpoint(path, model, optimizer, rng, epoch, history, run, seconds):
+    """Write a fit checkpoint: the model file of model._state(optimizer), plus the run (its arguments' digests,
+    the epochs done, the seconds, the shuffling generator) in meta["fit"] and the history arrays as fit_*."""
     meta, arrays = model._state(optimizer)
     meta["fit"] = dict(run, epoch=epoch, seconds=seconds, shuffle_state=rng.bit_generator.state)
-    for key, arr in _history_arrays(rows, model.latent_dim).items():
+    for key, arr in history.items():
         arrays["fit_" + key] = arr
     _atomic_savez(path, meta, arrays)
 
 
-def _resume(path, model, optimizer, rng, run):
-    """Restore model, optimizer, generators and history from a checkpoint of this run.
+# what a checkpoint's run records and a resumed run must match, as an error names it
+_RUN_CHECKS = (("n", "rows of X"), ("data_sha256", "data X"), ("batch_size", "batch_size"), ("seed", "seed"),
+               ("val_sha256", "validation_data"), ("restart_dead", "restart_dead"))
 
-    Returns (epochs done, history rows, seconds, optimizer)."""
+
+def _resume_state(path, model, optimizer, rng, run, check=None):
+    """Put back model, optimizer and generators from a checkpoint of this run (model's class and configuration,
+    run's data and arguments; ValueError otherwise). check(meta, arrays, epochs done), when given, runs before
+    anything is put back, so that a ValueError from it too leaves the model as it was. Returns (meta, arrays,
+    epochs done, seconds, optimizer): the history's fit_* arrays are the caller's to read."""
     meta, arrays = _checked_load(path)
     name = os.fspath(path)
     saved = meta.get("fit")
     if not isinstance(saved, dict) or "optimizer" not in meta:
         raise ValueError(f"checkpoint {name!r} is a model file but not a fit checkpoint")
-    config = {k: v for k, v in model.config.items() if k != "seed"}
-    saved_config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items() if k != "seed"}
+
+    def plain(config):   # as JSON has it (tuples as lists, at any depth), without the seed
+        return json.loads(json.dumps({k: v for k, v in config.items() if k != "seed"}))
+    config, saved_config = plain(model.config), plain(meta["config"])
     if meta.get("class") != type(model).__name__ or saved_config != config:
         raise ValueError(f"checkpoint {name!r} holds a {meta.get('class')} with {saved_config}, "
                          f"which is not this {type(model).__name__} with {config}")
-    for key, what in (("n", "rows of X"), ("data_sha256", "data X"), ("batch_size", "batch_size"), ("seed", "seed"),
-                      ("val_sha256", "validation_data")):
-        if saved.get(key) != run[key]:
+    for key, what in _RUN_CHECKS:
+        if key in run and saved.get(key) != run[key]:
             raise ValueError(f"checkpoint {name!r} was written for other {what} ({saved.get(key)!r}, "
                              f"now {run[key]!r}); resume with the same data and arguments")
+    if check is not None:
+        check(meta, arrays, int(saved["epoch"]))
     kind = meta["optimizer"]["kind"]
     opt_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
     if optimizer is None:
@@ -326,7 +351,15 @@ def _resume(path, model, optimizer, rng, run):
     model.params[...] = arrays["params"]
     model.rng_state = tuple(int(s) for s in meta["rng_state"])
     rng.bit_generator.state = saved["shuffle_state"]
-    done = int(saved["epoch"])
+    return meta, arrays, int(saved["epoch"]), float(saved["seconds"]), optimizer
+
+
+def _resume(path, model, optimizer, rng, run):
+    """Restore model, optimizer, generators and history from a checkpoint of this run (a VAE's or an AE's).
+
+    Returns (epochs done, history rows, seconds, optimizer)."""
+    meta, arrays, done, seconds, optimizer = _resume_state(path, model, optimizer, rng, run)
+    saved = meta["fit"]
     rows = {key: [float(v) for v in arrays["fit_" + key]] for key in _HISTORY_KEYS}
     # fields added later: a checkpoint without them had a constant lr and did not measure the latent units
     rows["lr"] = ([float(v) for v in arrays["fit_lr"]] if "fit_lr" in arrays
@@ -340,7 +373,7 @@ def _resume(path, model, optimizer, rng, run):
             rows[key] = [float(v) for v in arrays["fit_" + key]]
     if "val_entropy" in saved:
         run["val_entropy"] = saved["val_entropy"]
-    return done, rows, float(saved["seconds"]), optimizer
+    return done, rows, seconds, optimizer
 
 
 def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
@@ -415,8 +448,9 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         A VQ-VAE only: restart the codes no position used during an epoch.
 
     A :class:`vaecore.VQVAE` is trained by :func:`vaecore.vqvae.fit_vq` with
-    epochs, batch_size, optimizer, lr, seed, callbacks, progress and
-    restart_dead; it returns a :class:`vaecore.VQHistory`.
+    epochs, batch_size, optimizer, lr, seed, callbacks, progress,
+    validation_data, checkpoint, checkpoint_every, resume and restart_dead;
+    it returns a :class:`vaecore.VQHistory`.
 
     Returns
     -------
@@ -444,11 +478,13 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     from .vqvae import VQVAE, fit_vq
 
     if isinstance(model, VQVAE):   # a VQ-VAE too (vaecore/vqvae.py)
-        if beta != 1.0 or checkpoint is not None or resume or k != 1:
-            raise TypeError("beta, checkpoint, resume and k are not for a VQ-VAE; it takes epochs, batch_size, "
-                            "optimizer, lr, seed, callbacks, progress, validation_data and restart_dead")
+        if beta != 1.0 or k != 1:
+            raise TypeError("beta and k are not for a VQ-VAE; it takes epochs, batch_size, optimizer, lr, seed, "
+                            "callbacks, progress, validation_data, checkpoint, checkpoint_every, resume and "
+                            "restart_dead")
         return fit_vq(model, X, epochs, batch_size, optimizer, lr, seed, callbacks, progress,
-                      restart_dead=True if restart_dead is None else restart_dead, validation_data=validation_data)
+                      restart_dead=True if restart_dead is None else restart_dead, validation_data=validation_data,
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
     if restart_dead is not None:
         raise TypeError("restart_dead (restarting unused codes) is for a VQ-VAE")
     if isinstance(model, GAN):   # a GAN trains in its own loop (vaecore/gan.py)
@@ -464,13 +500,7 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     epochs = check_int(epochs, "epochs", low=0)
     batch_size = check_int(batch_size, "batch_size")
     seed = check_seed(seed, high=SEED_MAX, allow_none=True)
-    checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be None, a str or an os.PathLike, got {type(checkpoint).__name__}")
-    if resume is not True and resume is not False:
-        raise TypeError(f"resume must be True or False, got {resume!r}")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint= (the file to resume from)")
+    checkpoint_every = _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     X = model._x(X)
     model._bernoulli_check(X)
     X_val = None if validation_data is None else _as_data(model, validation_data, "validation_data")
@@ -514,7 +544,7 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     saved = done
 
     def save(epochs_done):
-        _save_checkpoint(checkpoint, model, optimizer, rng, epochs_done, rows, run,
+        _save_checkpoint(checkpoint, model, optimizer, rng, epochs_done, _history_arrays(rows, K), run,
                          seconds_before + time.perf_counter() - start)
 
     try:

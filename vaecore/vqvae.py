@@ -26,6 +26,7 @@ restarts dead codes.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_s
 from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
 from .model import _MAX_ROWS, VAE, fixed, fixed_config, init_weights
 from .optim import Adam, Optimizer
-from .train import History, _HoldInterrupt, _schedule
+from .train import (History, _check_checkpoint_args, _data_digest, _HoldInterrupt, _resume_state, _save_checkpoint,
+                    _schedule)
 
 __all__ = ["VQVAE", "VQHistory", "fit_vq", "EMA_EPS"]
 
@@ -432,10 +434,14 @@ class VQVAE:
         _check_save_path(path)
         if optimizer is not None and (not isinstance(optimizer, Optimizer) or optimizer.model is not self):
             raise ValueError("optimizer must be a vaecore optimizer of this model")
+        _atomic_savez(path, *self._state(optimizer))
+
+    def _state(self, optimizer=None):
+        """(meta, arrays) of the model's file: save's, and the start of fit's checkpoints."""
         meta, arrays = _model_state(self, "VQVAE", () if optimizer is None else (("", optimizer),))
         if self._ema is not None:
             arrays["ema"] = np.array(self._ema)
-        _atomic_savez(path, meta, arrays)
+        return meta, arrays
 
     @classmethod
     def load(cls, path, *, with_optimizer=False):
@@ -541,13 +547,45 @@ class VQHistory(History):
 _VQ_KEYS = ("loss", "recon", "commitment", "codebook")
 
 
+def _vq_history_arrays(rows, K):
+    """fit_vq's history rows (lists) as VQHistory's arrays (and a checkpoint's fit_* arrays)."""
+    out = {}
+    for key, value in rows.items():
+        if key == "usage":
+            out[key] = np.array(value, dtype=np.int64).reshape(len(value), K)
+        elif key in ("codes_used", "restarts"):
+            out[key] = np.asarray(value, dtype=np.int64)
+        else:
+            out[key] = np.asarray(value, dtype=np.float64)
+    return out
+
+
+def _vq_resume(path, model, optimizer, rng, run, rows):
+    """Restore model (its moving averages too), optimizer, generators and history rows (the keys of rows)
+    from a checkpoint of this run. Returns (epochs done, rows, seconds, optimizer)."""
+    def check(meta, arrays, done):   # before _resume_state puts anything back
+        ema = arrays.get("ema")
+        if model._ema is not None and (ema is None or ema.shape != model._ema.shape):
+            raise ValueError(f"checkpoint {os.fspath(path)!r}: the moving averages are missing or do not fit")
+        for key in rows:
+            arr = arrays.get("fit_" + key)
+            if arr is None or len(arr) != done:
+                raise ValueError(f"checkpoint {os.fspath(path)!r}: its history lacks {key!r} for its {done} epochs")
+
+    meta, arrays, done, seconds, optimizer = _resume_state(path, model, optimizer, rng, run, check)
+    if model._ema is not None:
+        model._ema[...] = arrays["ema"]
+    out = {key: list(arrays["fit_" + key]) if key == "usage" else arrays["fit_" + key].tolist() for key in rows}
+    return done, out, seconds, optimizer
+
+
 def _perplexity(counts):
     p = counts[counts > 0] / counts.sum()
     return float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0
 
 
 def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, callbacks=(), progress=True, *,
-           restart_dead=True, validation_data=None):
+           restart_dead=True, validation_data=None, checkpoint=None, checkpoint_every=1, resume=False):
     """Train a VQ-VAE on X with shuffled mini-batches (``vaecore.fit`` calls this for a VQVAE).
 
     Every step is one C call (:meth:`VQVAE.train_step`). At the end of every
@@ -582,6 +620,14 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
         epoch's stats and the history as ``val_loss``, ``val_recon``,
         ``val_commitment``, ``val_codebook`` and ``val_perplexity``, so that
         :class:`vaecore.EarlyStopping` can watch them.
+    checkpoint, checkpoint_every, resume
+        As in :func:`vaecore.fit`: a checkpoint (the model with its moving
+        averages, the optimizer, the generators, the epoch and the history;
+        also a model file for ``VQVAE.load``) after every ``checkpoint_every``
+        epochs and when training ends, and ``resume=True`` goes on from it
+        bitwise as if training had never stopped. The checkpoint must come
+        from this model configuration, data, validation data, ``batch_size``,
+        ``seed`` and ``restart_dead``.
 
     Returns
     -------
@@ -600,6 +646,7 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
     seed = check_seed(seed, high=SEED_MAX, allow_none=True)
     if restart_dead is not True and restart_dead is not False:
         raise TypeError(f"restart_dead must be True or False, got {restart_dead!r}")
+    checkpoint_every = _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     X = model._x(X)
     if not np.isfinite(X).all():
         raise ValueError("X must be finite")
@@ -614,9 +661,7 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
         if model.likelihood == "bernoulli" and ((X_val < 0) | (X_val > 1)).any():   # refused now, not after an epoch
             raise ValueError("validation_data must lie in [0, 1] for the bernoulli likelihood")
     lr_schedule = _schedule(lr, "lr") if callable(lr) else None
-    if optimizer is None:
-        optimizer = Adam(model, lr=1e-3 if lr_schedule is not None else lr)
-    elif not isinstance(optimizer, Optimizer) or optimizer.model is not model:
+    if optimizer is not None and (not isinstance(optimizer, Optimizer) or optimizer.model is not model):
         raise ValueError("optimizer must be a vaecore.Adam or vaecore.SGD created for this model")
     callbacks = tuple(callbacks)
     for cb in callbacks:
@@ -627,15 +672,30 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
     val_keys = () if X_val is None else tuple(f"val_{key}" for key in (*_VQ_KEYS, "perplexity"))
     rows = {key: [] for key in (*_VQ_KEYS, "perplexity", "codes_used", "restarts", "usage", "lr", "epoch_seconds",
                                 *val_keys)}
+    done, seconds_before = 0, 0.0
+    run = dict(n=n, batch_size=batch_size, seed=seed, restart_dead=restart_dead,
+               val_sha256=None if X_val is None else _data_digest(X_val))
+    if checkpoint is not None:
+        run["data_sha256"] = _data_digest(X)
+        if resume and os.path.exists(checkpoint):
+            done, rows, seconds_before, optimizer = _vq_resume(checkpoint, model, optimizer, rng, run, rows)
+    if optimizer is None:
+        optimizer = Adam(model, lr=1e-3 if lr_schedule is not None else lr)
     hist = VQHistory(optimizer=optimizer)
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=epochs, desc="fit VQ-VAE", unit="epoch", leave=False)
+        bar = tqdm(total=epochs, initial=min(done, epochs), desc="fit VQ-VAE", unit="epoch", leave=False)
     start = time.perf_counter()
+    saved = done
+
+    def save(epochs_done):
+        _save_checkpoint(checkpoint, model, optimizer, rng, epochs_done, _vq_history_arrays(rows, K), run,
+                         seconds_before + time.perf_counter() - start)
+
     try:
         with _HoldInterrupt() as interrupt:
-            for epoch in range(epochs):
+            for epoch in range(done, epochs):
                 t0 = time.perf_counter()
                 if lr_schedule is not None:
                     optimizer.lr = lr_schedule(epoch)
@@ -668,6 +728,9 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
                 rows["usage"].append(usage)
                 rows["lr"].append(optimizer.lr)
                 rows["epoch_seconds"].append(dt)
+                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                    save(epoch + 1)
+                    saved = epoch + 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(recon=f"{sums[1]:.4g}", perplexity=f"{stats['perplexity']:.3g}", refresh=False)
@@ -675,17 +738,15 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
                     hist.stopped_early = True
                     break
                 interrupt.check()
+            if checkpoint is not None and saved != len(rows["loss"]):
+                save(len(rows["loss"]))
+            interrupt.check()
     finally:
         if bar is not None:
             bar.close()
-        for key, value in rows.items():
-            if key == "usage":
-                hist.usage = np.array(value, dtype=np.int64).reshape(len(value), K)
-            elif key in ("codes_used", "restarts"):
-                setattr(hist, key, np.asarray(value, dtype=np.int64))
-            else:
-                setattr(hist, key, np.asarray(value, dtype=np.float64))
-        hist.seconds = time.perf_counter() - start
+        for key, value in _vq_history_arrays(rows, K).items():
+            setattr(hist, key, value)
+        hist.seconds = seconds_before + time.perf_counter() - start
     if progress:
         line = f"fit VQ-VAE: {len(hist)} epochs in {hist.seconds:.1f} s"
         if len(hist):
