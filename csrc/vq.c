@@ -8,6 +8,7 @@
  * What this is not: arithmetic (vq.inc, through the kernel table) or Python
  * (csrc/_core.c).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,8 @@ int vq_work(VqWork *W, const VqLayout *L, size_t B, int threads)
     W->idx = n;    err |= add_rows(&n, M, 1);   /* int32 codes in (at least) 4-byte elements */
     W->scores = n; err |= add_rows(&n, VQ_SEARCH_ROWS, K);
     W->enorm = n;  err |= add_rows(&n, K, 1);
-    W->counts = n; err |= add_rows(&n, K, 1);
+    n += n & 1;    /* doubles: at an even offset, 8-byte aligned for either real */
+    W->counts = n; err |= add_rows(&n, K, 2);
     W->sums = n;   err |= add_rows(&n, K, d);
     W->ga = n;     err |= add_rows(&n, B, L->max_row);
     W->gb = n;     err |= add_rows(&n, B, L->max_row);
@@ -139,14 +141,40 @@ int vq_decode_rows(const VaeKernels *k, const VqLayout *L, int threads, const vo
     return VAE_OK;
 }
 
+void vq_finish_stats(VqStats *st, const VqSums *s, size_t n, size_t M, size_t K, const VqHyper *h, int ema)
+{
+    double entropy = 0;
+    for (size_t k = 0; k < K; k++)
+        if (s->counts[k] > 0) {
+            double p = s->counts[k] / (double)M;
+            entropy -= p * log(p);
+        }
+    st->recon = s->recon / (double)n;
+    st->commitment = h->commitment * s->sq / (double)n;
+    st->codebook = ema ? 0 : s->sq / (double)n;
+    st->loss = st->recon + st->commitment + st->codebook;
+    st->perplexity = exp(entropy);
+}
+
 int vq_loss_rows(const VaeKernels *k, const VqLayout *L, int threads, const void *params, const void *x, size_t n,
                  const VqHyper *h, VqStats *st, void *grads)
 {
     VqWork W;
     int err;
-    char *ws = alloc_work(k, &W, L, n, threads, &err);
+    char *ws = alloc_work(k, &W, L, chunk(n), threads, &err);
     if (!ws) return err;
-    k->vq->loss_grad(st, L, &W, ws, params, grads, x, n, h);
+    const size_t K = (size_t)L->cfg.K, D = L->D, isz = k->itemsize;
+    VqSums s = {0, 0, calloc(K, sizeof(double))};
+    if (!s.counts) {
+        free(ws);
+        return VAE_ERR_NOMEM;
+    }
+    /* the gradient of the mean over all n rows: written by the first chunk, added by the rest */
+    for (size_t r = 0; r < n; r += VAE_CHUNK_ROWS)
+        k->vq->loss_chunk(&s, L, &W, ws, params, grads, (const char *)x + r * D * isz, chunk(n - r), h,
+                          1.0 / (double)n, r > 0);
+    vq_finish_stats(st, &s, n, n * L->S, K, h, L->cfg.ema);
+    free(s.counts);
     free(ws);
     return VAE_OK;
 }
