@@ -242,10 +242,65 @@ def test_fit_learns_dependence_the_independent_prior_cannot():
     assert np.mean(np.all((s[:, 1:] - s[:, :-1]) % K == 1, axis=1)) > 0.9
 
 
+def test_fit_evaluates_validation_data_and_stops_early():
+    K, shape = 6, (2, 2)
+    train, held = chain_codes(400, K, shape, seed=0), chain_codes(150, K, shape, seed=1)
+
+    def made():
+        return vaecore.AutoregressivePrior(K, hidden=(32,), seed=0)
+    plain = made().fit(train, epochs=6, batch_size=32, lr=1e-2, progress=False)
+    seen = []
+    p = made().fit(train, epochs=6, batch_size=32, lr=1e-2, progress=False, validation_data=held,
+                   callbacks=[lambda epoch, stats, prior: seen.append((epoch, dict(stats), prior)) and False])
+    # training is bitwise the same with validation data; each epoch's value is -mean log_prob after that epoch
+    np.testing.assert_array_equal(p.params, plain.params)
+    assert p.history == plain.history and plain.val_history == []
+    assert len(p.val_history) == 6
+    assert p.val_history[-1] == -np.mean(p.log_prob(held))
+    assert p.val_history[-1] / math.log(2) == pytest.approx(p.nll_bits(held), rel=1e-12)
+    assert [e for e, _, _ in seen] == list(range(6)) and all(q is p for _, _, q in seen)
+    assert [st for _, st, _ in seen] == [{"loss": h, "val_loss": v} for h, v in zip(p.history, p.val_history)]
+    # EarlyStopping watches val_loss: a callback that stops after epoch 2 ends the run there
+    stop = made().fit(train, epochs=6, batch_size=32, lr=1e-2, progress=False, validation_data=held,
+                      callbacks=[lambda epoch, stats, prior: epoch == 2])
+    assert len(stop.history) == len(stop.val_history) == 3
+    es = vaecore.EarlyStopping(patience=1, min_delta=1e9)   # no epoch after the first improves by 1e9 nats
+    q = made().fit(train, epochs=6, batch_size=32, lr=1e-2, progress=False, validation_data=held, callbacks=[es])
+    assert len(q.history) == 2 and es.best_epoch == 0 and es.stopped_epoch == 1
+    assert -np.mean(q.log_prob(held)) == q.val_history[0]     # the best epoch's weights are back
+    # saved and loaded with the prior
+    assert vaecore.AutoregressivePrior.load(_saved(p)).val_history == p.val_history
+
+
+def _saved(p):
+    import io
+    f = io.BytesIO()
+    p.save(f)
+    f.seek(0)
+    return f
+
+
+def test_fit_refuses_bad_validation_data_and_callbacks():
+    p = vaecore.AutoregressivePrior(4, hidden=(4,))
+    codes = np.zeros((5, 2, 2), int)
+    for bad, exc, match in [(np.zeros((3, 4), int), ValueError, r"validation_data must have shape \(n, 2, 2\)"),
+                            (np.full((3, 2, 2), 4), ValueError, r"validation_data must hold code indices in \[0, 4\)"),
+                            (np.zeros((0, 2, 2), int), ValueError, "validation_data must hold at least 1"),
+                            (np.zeros((3, 2, 2)), TypeError, "validation_data must be an array of ints")]:
+        with pytest.raises(exc, match=match):
+            p.fit(codes, epochs=1, progress=False, validation_data=bad)
+    with pytest.raises(TypeError, match="callbacks must be callables, got int"):
+        p.fit(codes, epochs=1, progress=False, callbacks=[3])
+    assert p.grid_shape is None   # refused before anything was built
+
+
 def test_fit_shows_progress(capsys):
     vaecore.AutoregressivePrior(3, hidden=(4,)).fit(chain_codes(20, 3, (3,)), epochs=2)
     err = capsys.readouterr().err
-    assert "fit AutoregressivePrior" in err and "training NLL" in err
+    assert "fit AutoregressivePrior" in err and "training NLL" in err and "validation" not in err
+    vaecore.AutoregressivePrior(3, hidden=(4,)).fit(chain_codes(20, 3, (3,)), epochs=2,
+                                                    validation_data=chain_codes(5, 3, (3,)))
+    assert "validation NLL" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ errors
@@ -449,6 +504,8 @@ def test_load_refuses_other_classes_and_damaged_files(tmp_path):
             vaecore.load(path)
     with pytest.raises(ValueError, match="history is damaged"):
         vaecore.load(damaged("hist.npz", {"history": ["x"]}))
+    with pytest.raises(ValueError, match="history is damaged"):
+        vaecore.load(damaged("val_hist.npz", {"val_history": 3}))
 
 
 def test_determinism():

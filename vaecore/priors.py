@@ -307,6 +307,9 @@ class AutoregressivePrior(_Prior):
     history : list of float
         Per epoch of the last fit: the mean training NLL in nats per example
         (each minibatch's loss before its update, weighted by its rows).
+    val_history : list of float
+        Per epoch of the last fit with ``validation_data``: the held-out
+        codes' mean NLL in nats per example after that epoch (else empty).
     params : ndarray
         The MLP's live parameter buffer (after fit).
 
@@ -328,6 +331,7 @@ class AutoregressivePrior(_Prior):
         self.dtype = check_float_dtype(dtype)
         self.seed = check_seed(seed, high=SEED_MAX)
         self.history = []
+        self.val_history = []
         self._core = None
         self._masks = None      # [(offset, mask (I, O))] of each W in the parameter buffer
 
@@ -345,6 +349,7 @@ class AutoregressivePrior(_Prior):
     def _fit_arrays(self, meta):
         """The arrays of what fit learned, for save; meta gets the rest (the training history)."""
         meta["history"] = [float(h) for h in self.history]
+        meta["val_history"] = [float(h) for h in self.val_history]
         return {"params": np.array(self._core.params)}
 
     def _restore_fit(self, meta, arrays, name):
@@ -355,10 +360,11 @@ class AutoregressivePrior(_Prior):
             raise ValueError(f"{name}: the parameters are missing or do not fit the configuration")
         try:
             history = [float(h) for h in meta.get("history", [])]
+            val_history = [float(h) for h in meta.get("val_history", [])]
         except (TypeError, ValueError):
             raise ValueError(f"{name}: the training history is damaged") from None
         self._core.params[...] = params
-        self.history = history
+        self.history, self.val_history = history, val_history
 
     @property
     def params(self):
@@ -428,14 +434,30 @@ class AutoregressivePrior(_Prior):
             grad[off:off + m.size] *= m.ravel()
         return float(loss), grad
 
-    def fit(self, codes, epochs=20, batch_size=128, lr=1e-3, progress=True, seed=0):
+    def fit(self, codes, epochs=20, batch_size=128, lr=1e-3, progress=True, seed=0, *, validation_data=None,
+            callbacks=()):
         """Train the MLP from fresh weights (seeded by the constructor's seed) on codes (n, *grid), n >= 1.
 
         Minibatches of batch_size rows in an order shuffled per epoch by
         ``seed``; Adam (betas (0.9, 0.999), eps 1e-8) with learning rate lr.
-        Records :attr:`history`; a progress bar while training when
-        progress. Returns self. Raises FloatingPointError, keeping the last
-        good weights, if a gradient or an update is not finite.
+        Records :attr:`history` (and :attr:`val_history`); a progress bar
+        while training when progress. Returns self. Raises
+        FloatingPointError, keeping the last good weights, if a gradient or
+        an update is not finite.
+
+        Parameters
+        ----------
+        validation_data : int array, shape (m, *grid), m >= 1, optional
+            Held-out codes of the same grid: after every epoch their mean NLL
+            (nats per example, ``-mean log_prob``) goes into
+            :attr:`val_history` and the epoch's statistics as ``val_loss``.
+            Training is the same with or without them.
+        callbacks : sequence of callables
+            Each called after every epoch as ``cb(epoch, stats, prior)`` with
+            stats ``{"loss": training NLL, "val_loss": validation NLL (with
+            validation_data)}``; training stops after an epoch for which one
+            returns True. ``vaecore.EarlyStopping(patience)`` watches
+            ``val_loss`` and puts the best epoch's weights back.
         """
         c = _codes(codes, self.codebook_size, min_rows=1)
         epochs = check_int(epochs, "epochs", low=0)
@@ -444,19 +466,25 @@ class AutoregressivePrior(_Prior):
         seed = check_seed(seed, high=None)
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be True or False, got {progress!r}")
+        val = None if validation_data is None else _codes(validation_data, self.codebook_size, c.shape[1:],
+                                                          "validation_data", min_rows=1)
+        callbacks = tuple(callbacks)
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
         self._build(c.shape[1:])
         flat = c.reshape(c.shape[0], -1)                                     # (n, L)
         n = flat.shape[0]
         P = self._core.num_params
         m, v, t = np.zeros(P, self.dtype), np.zeros(P, self.dtype), np.zeros(1, np.int64)
         rng = np.random.default_rng(seed)
-        self.history = []
+        self.history, self.val_history = [], []
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=epochs, desc="fit AutoregressivePrior", unit="epoch", leave=False)
         try:
-            for _ in range(epochs):
+            for epoch in range(epochs):
                 order = rng.permutation(n)
                 total = 0.0
                 for s in range(0, n, batch_size):
@@ -465,15 +493,23 @@ class AutoregressivePrior(_Prior):
                     self._core.adam_step(grad, m, v, t, lr, 0.9, 0.999, 1e-8)
                     total += loss * batch.shape[0]
                 self.history.append(total / n)
+                stats = {"loss": self.history[-1]}
+                if val is not None:
+                    self.val_history.append(float(-np.mean(self.log_prob(val))))
+                    stats["val_loss"] = self.val_history[-1]
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(nll=f"{self.history[-1]:.3f}")
+                    bar.set_postfix({("nll" if k == "loss" else "val_nll"): f"{x:.3f}" for k, x in stats.items()})
+                if any([cb(epoch, stats, self) is True for cb in callbacks]):
+                    break
         finally:
             if bar is not None:
                 bar.close()
         if progress and self.history:
-            print(f"AutoregressivePrior: {epochs} epochs, training NLL {self.history[-1]:.4f} nats per example "
-                  f"({self.history[-1] / math.log(2):.2f} bits)", file=sys.stderr, flush=True)
+            val_part = (f", validation NLL {self.val_history[-1]:.4f} ({self.val_history[-1] / math.log(2):.2f} "
+                        f"bits)" if self.val_history else "")
+            print(f"AutoregressivePrior: {len(self.history)} epochs, training NLL {self.history[-1]:.4f} nats per "
+                  f"example ({self.history[-1] / math.log(2):.2f} bits){val_part}", file=sys.stderr, flush=True)
         return self
 
     def log_prob(self, codes):
@@ -515,6 +551,7 @@ class AutoregressivePrior(_Prior):
     def __setstate__(self, state):
         state = dict(state)
         params = state.pop("params")
+        state.setdefault("val_history", [])   # pickled before fit had validation_data
         self.__dict__.update(state)
         self.dtype = np.dtype(self.dtype)
         self._core = self._masks = None

@@ -152,6 +152,7 @@ class EarlyStopping:
 
     Pass it in ``callbacks`` with ``validation_data``:
     ``fit(m, X, validation_data=X_val, callbacks=[vaecore.EarlyStopping(patience=20)])``.
+    :func:`fit_vq` and :meth:`AutoregressivePrior.fit` take it the same way.
 
     Parameters
     ----------
@@ -161,7 +162,9 @@ class EarlyStopping:
         An epoch improves when its value is below the best so far minus this.
     monitor : str, default "val_loss"
         The key of the epoch statistics to watch (lower is better): "val_loss",
-        "val_recon", "val_kl" (with validation data), "loss", "recon", "kl".
+        "val_recon", "val_kl" (with validation data), "loss", "recon", "kl";
+        for :func:`fit_vq` also its other terms ("val_commitment", ...); for
+        :meth:`AutoregressivePrior.fit` "val_loss" and "loss" (the NLL).
     restore_best : bool, default True
         When it stops training, put back the parameters of the best epoch (a
         copy is kept at each improvement). The optimizer's state and the
