@@ -141,12 +141,13 @@ int vq_decode_rows(const VaeKernels *k, const VqLayout *L, int threads, const vo
     return VAE_OK;
 }
 
-void vq_finish_stats(VqStats *st, const VqSums *s, size_t n, size_t M, size_t K, const VqHyper *h, int ema)
+void vq_finish_stats(VqStats *st, const VqSums *s, size_t n, size_t S, size_t K, const VqHyper *h, int ema)
 {
+    const double M = (double)n * (double)S;   /* positions (as a double: no product of sizes to overflow) */
     double entropy = 0;
     for (size_t k = 0; k < K; k++)
         if (s->counts[k] > 0) {
-            double p = s->counts[k] / (double)M;
+            double p = s->counts[k] / M;
             entropy -= p * log(p);
         }
     st->recon = s->recon / (double)n;
@@ -171,9 +172,9 @@ int vq_loss_rows(const VaeKernels *k, const VqLayout *L, int threads, const void
     }
     /* the gradient of the mean over all n rows: written by the first chunk, added by the rest */
     for (size_t r = 0; r < n; r += VAE_CHUNK_ROWS)
-        k->vq->loss_chunk(&s, L, &W, ws, params, grads, (const char *)x + r * D * isz, chunk(n - r), h,
-                          1.0 / (double)n, r > 0);
-    vq_finish_stats(st, &s, n, n * L->S, K, h, L->cfg.ema);
+        k->vq->loss_chunk(&s, L, &W, ws, params, grads, (const char *)x + r * D * isz, chunk(n - r), h, (double)n,
+                          r > 0);
+    vq_finish_stats(st, &s, n, L->S, K, h, L->cfg.ema);
     free(s.counts);
     free(ws);
     return VAE_OK;

@@ -69,7 +69,9 @@ typedef struct {
     size_t idx;                      /* M int32 codes (in the real buffer: ceil(4 M / sizeof(real)) elements) */
     size_t scores;                   /* (VQ_SEARCH_ROWS, K) */
     size_t enorm;                    /* (K) |e_k|^2 */
-    size_t counts;                   /* K doubles (2 K elements, 8-byte aligned): the batch's assignments */
+    size_t counts;                   /* K doubles (2 K elements at an even offset, so 8-byte aligned for
+                                      * either real; twice the room a double work buffer needs): the
+                                      * batch's assignments */
     size_t sums;                     /* (K, d): the sums of the batch's z_e per code, for EMA */
     size_t ga, gb;                   /* (B, max_row) two scratch gradients, ping-pong */
     size_t scratch, scratch_len;     /* the conv layers' scratch */
@@ -103,11 +105,11 @@ typedef struct VqKernels {
     /* the decoder's output (B, D) for codes (M) */
     const void *(*decode)(const VqLayout *L, const VqWork *W, void *ws, const void *params, const int32_t *codes,
                           size_t B);
-    /* acc += the sums of x (B, D); when grads (P) is not NULL, also scale times the gradient of the
-     * sum of the loss over these rows (the codebook's part 0 with EMA), added to grads when
-     * accumulate, else written over them */
+    /* acc += the sums of x (B, D); when grads (P) is not NULL, also the gradient of the sum of the
+     * loss over these rows divided by n (the rows of the whole mean; the codebook's part 0 with EMA),
+     * added to grads when accumulate, else written over them */
     void (*loss_chunk)(VqSums *acc, const VqLayout *L, const VqWork *W, void *ws, const void *params, void *grads,
-                       const void *x, size_t B, const VqHyper *h, double scale, int accumulate);
+                       const void *x, size_t B, const VqHyper *h, double n, int accumulate);
     /* one training step: forward, backward, clipping, the optimizer's update, then the EMA update of
      * the codebook (ema (K + K d): N then M); usage (K) += the batch's counts unless NULL. A step
      * whose loss, gradient or update is not finite changes nothing. */
@@ -129,8 +131,8 @@ int vq_nearest_rows(const VaeKernels *k, const VqLayout *L, int threads, const v
 /* out (n, D) for codes (n S); probabilities instead of logits when probs */
 int vq_decode_rows(const VaeKernels *k, const VqLayout *L, int threads, const void *params, const int32_t *codes,
                    size_t n, void *out, int probs);
-/* the stats of n rows (M = n S positions) from their sums */
-void vq_finish_stats(VqStats *st, const VqSums *s, size_t n, size_t M, size_t K, const VqHyper *h, int ema);
+/* the stats of n rows of S positions each from their sums */
+void vq_finish_stats(VqStats *st, const VqSums *s, size_t n, size_t S, size_t K, const VqHyper *h, int ema);
 /* the batch's stats of x (n, D), and its gradient into grads (P) unless NULL: one pass over the rows in
  * chunks of VAE_CHUNK_ROWS, their sums and their gradients added up */
 int vq_loss_rows(const VaeKernels *k, const VqLayout *L, int threads, const void *params, const void *x, size_t n,
