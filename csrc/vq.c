@@ -2,8 +2,9 @@
  * vq.c: the parts of the VQ-VAE that do not depend on the float type:
  * checking a configuration and laying out the parameter buffer (vq_layout),
  * the work buffer (vq_work), and the whole calls on n rows with their
- * allocations (encoding, searching and decoding in chunks of VAE_CHUNK_ROWS,
- * the loss, the training step with the buffers a model keeps between steps).
+ * allocations (encoding, searching, decoding and the loss in chunks of
+ * VAE_CHUNK_ROWS, the training step with the buffers a model keeps between
+ * steps), and the stats from a loss's sums (vq_finish_stats).
  *
  * What this is not: arithmetic (vq.inc, through the kernel table) or Python
  * (csrc/_core.c).

@@ -121,7 +121,7 @@ typedef struct VqKernels {
 int vq_layout(VqLayout *L, const VqConfig *cfg);
 int vq_work(VqWork *W, const VqLayout *L, size_t B, int threads);
 
-/* vq.c: whole calls on n rows, in chunks where rows are independent; each allocates its buffers */
+/* vq.c: whole calls on n rows, in chunks of VAE_CHUNK_ROWS; each allocates its buffers */
 /* z_e (n, E) of x (n, D) */
 int vq_encode_rows(const VaeKernels *k, const VqLayout *L, int threads, const void *params, const void *x,
                    size_t n, void *ze);
