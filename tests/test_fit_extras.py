@@ -459,3 +459,34 @@ def test_new_public_names_are_exported_and_documented():
         assert f"    {field} : ndarray" in vaecore.History.__doc__, field
     for arg in ("validation_data", "lr : float or callable"):
         assert arg in vaecore.fit.__doc__, arg
+
+
+def _fits():
+    """One tiny run of each fit: the VAE's, the GAN's, the VQ-VAE's and the autoregressive prior's."""
+    codes = np.random.default_rng(0).integers(0, 4, size=(20, 2, 2))
+    return {
+        "vae": lambda cb: vaecore.fit(model(), X, callbacks=cb, **{**RUN, "epochs": 2}),
+        "gan": lambda cb: vaecore.fit(vaecore.GAN(2, 2, generator_hidden=(8,), discriminator_hidden=(8,), seed=0),
+                                      X, epochs=2, batch_size=64, progress=False, callbacks=cb),
+        "vqvae": lambda cb: vaecore.fit(vaecore.VQVAE(2, codebook_size=8, code_dim=2, hidden=(16,), seed=0),
+                                        X, epochs=2, batch_size=64, progress=False, callbacks=cb),
+        "prior": lambda cb: vaecore.AutoregressivePrior(4, hidden=(4,)).fit(codes, epochs=2, progress=False,
+                                                                           callbacks=cb),
+    }
+
+
+@pytest.mark.parametrize("kind", ["vae", "gan", "vqvae", "prior"])
+def test_callbacks_may_be_none_one_callable_or_a_sequence(kind):
+    run = _fits()[kind]
+    run(None)                                     # no callbacks, as with ()
+    seen = []
+    run(lambda e, s, m: seen.append(e))           # one callable, not in a list
+    assert seen == [0, 1]
+    seen.clear()
+    run((f for f in [lambda e, s, m: seen.append(e)]))   # any iterable
+    assert seen == [0, 1]
+    for bad, match in [(5, r"callbacks must be a sequence of callables, got int 5"),
+                       ("abc", r"callbacks must be a sequence of callables, got str 'abc'"),
+                       ([seen.append, None], r"callbacks\[1\] must be callable, got NoneType None")]:
+        with pytest.raises(TypeError, match=match):
+            run(bad)

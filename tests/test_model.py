@@ -420,7 +420,7 @@ def test_bad_eps_beta_targets_and_others():
         vaecore.Adam(m, betas=(0.9, 1.0))
     with pytest.raises(TypeError, match="model must be"):
         vaecore.SGD("model", 0.1)
-    with pytest.raises(TypeError, match="callbacks must be callables"):
+    with pytest.raises(TypeError, match=r"callbacks\[0\] must be callable, got int"):
         vaecore.fit(m, x, epochs=1, callbacks=[1], progress=False)
 
 

@@ -289,7 +289,7 @@ def test_fit_refuses_bad_validation_data_and_callbacks():
                             (np.zeros((3, 2, 2)), TypeError, "validation_data must be an array of ints")]:
         with pytest.raises(exc, match=match):
             p.fit(codes, epochs=1, progress=False, validation_data=bad)
-    with pytest.raises(TypeError, match="callbacks must be callables, got int"):
+    with pytest.raises(TypeError, match=r"callbacks\[0\] must be callable, got int 3"):
         p.fit(codes, epochs=1, progress=False, callbacks=[3])
     assert p.grid_shape is None   # refused before anything was built
 

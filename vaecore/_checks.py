@@ -14,7 +14,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_seed", "check_widths", "check_float_dtype", "SEED_MAX"]
+__all__ = ["check_int", "check_real", "check_seed", "check_widths", "check_float_dtype", "check_callbacks",
+           "SEED_MAX"]
 
 SEED_MAX = 2**64 - 1   # the largest seed of the C core's generator (a uint64)
 
@@ -77,3 +78,26 @@ def check_float_dtype(dtype, name="dtype"):
     if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):   # (None == float64 in NumPy)
         raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
     return dt
+
+
+def check_callbacks(callbacks, name="callbacks"):
+    """``callbacks`` as a tuple of callables: None is no callbacks, one callable is a tuple of one.
+
+    Anything else must be an iterable of callables; a string, or an element that
+    is not callable, raises TypeError naming the argument.
+    """
+    if callbacks is None:
+        return ()
+    if callable(callbacks):
+        return (callbacks,)
+    if isinstance(callbacks, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of callables, got {type(callbacks).__name__} {callbacks!r}")
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of callables, got {type(callbacks).__name__} "
+                        f"{callbacks!r}") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"{name}[{i}] must be callable, got {type(cb).__name__} {cb!r}")
+    return callbacks

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _core
 from . import layers as L
-from ._checks import SEED_MAX, check_float_dtype, check_int, check_seed, check_widths
+from ._checks import SEED_MAX, check_callbacks, check_float_dtype, check_int, check_seed, check_widths
 from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
 from .model import _MAX_ROWS, VAE, fixed, fixed_config, init_weights
 from .optim import Adam, Optimizer
@@ -451,7 +451,7 @@ def fit_gan(model, X, epochs=100, batch_size=64, optimizer=None, lr=2e-4, seed=0
         0-based epoch sets both optimizers' rate at the start of every epoch.
     seed : int, default 0
         Seeds the shuffling (the noise comes from the GAN's own generator).
-    callbacks : sequence of callables
+    callbacks : sequence of callables, one callable, or None (no callbacks)
         ``cb(epoch, stats, model)`` after every epoch, stats a dict of the
         epoch's d_loss, g_loss, acc_real, acc_fake, lr and seconds; True stops.
     progress : bool, default True
@@ -489,10 +489,7 @@ def fit_gan(model, X, epochs=100, batch_size=64, optimizer=None, lr=2e-4, seed=0
                 or pair[0] is pair[1]:
             raise ValueError("optimizer must be a pair (opt_g, opt_d) of two vaecore optimizers of this GAN")
         opt_g, opt_d = pair
-    callbacks = tuple(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+    callbacks = check_callbacks(callbacks)
     rng = np.random.default_rng(seed)
     n, step = X.shape[0], k * batch_size
     rows = {key: [] for key in (*_GAN_KEYS, "lr", "epoch_seconds")}

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _core
 from . import layers as L
-from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_seed, check_widths
+from ._checks import SEED_MAX, check_callbacks, check_float_dtype, check_int, check_real, check_seed, check_widths
 from .io import FORMAT_VERSION, _MAGIC, _atomic_savez, _check_save_path, _load_class, _name
 from .model import init_weights
 
@@ -452,7 +452,7 @@ class AutoregressivePrior(_Prior):
             (nats per example, ``-mean log_prob``) goes into
             :attr:`val_history` and the epoch's statistics as ``val_loss``.
             Training is the same with or without them.
-        callbacks : sequence of callables
+        callbacks : sequence of callables, one callable, or None (no callbacks)
             Each called after every epoch as ``cb(epoch, stats, prior)`` with
             stats ``{"loss": training NLL, "val_loss": validation NLL (with
             validation_data)}``; training stops after an epoch for which one
@@ -468,10 +468,7 @@ class AutoregressivePrior(_Prior):
             raise TypeError(f"progress must be True or False, got {progress!r}")
         val = None if validation_data is None else _codes(validation_data, self.codebook_size, c.shape[1:],
                                                           "validation_data", min_rows=1)
-        callbacks = tuple(callbacks)
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+        callbacks = check_callbacks(callbacks)
         self._build(c.shape[1:])
         flat = c.reshape(c.shape[0], -1)                                     # (n, L)
         n = flat.shape[0]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import SEED_MAX, check_int, check_real, check_seed
+from ._checks import SEED_MAX, check_callbacks, check_int, check_real, check_seed
 from .io import _atomic_savez, _checked_load
 from .model import VAE
 from .optim import Adam, Optimizer
@@ -408,7 +408,7 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
     seed : int, default 0
         Seeds the shuffling and the fixed noise of the validation data (the
         training noise comes from the model's own generator).
-    callbacks : sequence of callables
+    callbacks : sequence of callables, one callable, or None (no callbacks)
         Each is called after every epoch as ``cb(epoch, stats, model)`` with
         the 0-based epoch index and a dict of the epoch's loss, recon, kl,
         beta, lr, seconds and active_units, plus val_loss, val_recon and
@@ -511,10 +511,7 @@ def fit(model, X, epochs=600, batch_size=64, optimizer=None, lr=1e-3, beta=1.0,
         raise ValueError("optimizer must be a vaecore optimizer created for this model")
     schedule = _schedule(beta, "beta")
     lr_schedule = _schedule(lr, "lr") if callable(lr) else None
-    callbacks = tuple(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+    callbacks = check_callbacks(callbacks)
 
     rng = np.random.default_rng(seed)
     n, K = X.shape[0], model.latent_dim

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _core
 from . import layers as L
-from ._checks import SEED_MAX, check_float_dtype, check_int, check_real, check_seed, check_widths
+from ._checks import SEED_MAX, check_callbacks, check_float_dtype, check_int, check_real, check_seed, check_widths
 from .io import _atomic_savez, _check_save_path, _load_class, _model_state, _name, _restore
 from .model import _MAX_ROWS, VAE, fixed, fixed_config, init_weights
 from .optim import Adam, Optimizer
@@ -606,7 +606,7 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
         epoch sets it at the start of every epoch.
     seed : int, default 0
         Seeds the shuffling and the restarts.
-    callbacks : sequence of callables
+    callbacks : sequence of callables, one callable, or None (no callbacks)
         ``cb(epoch, stats, model)`` after every epoch with the epoch's stats
         (loss, recon, commitment, codebook, perplexity, codes_used, restarts,
         lr, seconds, and the val_* ones with ``validation_data``); True stops.
@@ -663,10 +663,7 @@ def fit_vq(model, X, epochs=20, batch_size=64, optimizer=None, lr=1e-3, seed=0, 
     lr_schedule = _schedule(lr, "lr") if callable(lr) else None
     if optimizer is not None and (not isinstance(optimizer, Optimizer) or optimizer.model is not model):
         raise ValueError("optimizer must be a vaecore.Adam or vaecore.SGD created for this model")
-    callbacks = tuple(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+    callbacks = check_callbacks(callbacks)
     rng = np.random.default_rng(seed)
     n, K = X.shape[0], model.codebook_size
     val_keys = () if X_val is None else tuple(f"val_{key}" for key in (*_VQ_KEYS, "perplexity"))
