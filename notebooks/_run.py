@@ -10,6 +10,13 @@ of each notebook is printed. The first PNG output of the cell tagged
 ``thumbnail`` is also written, 600 pixels wide, to ``docs/notebooks/<name>.png``
 for the README.
 
+Each notebook's metadata also records, under ``vaecore.platform``, the kernels
+its numbers came from (:func:`platform`): vaecore's instruction set, NumPy's
+SIMD level and the CPU family of the BLAS's kernels. Float sums differ in their last bits
+from one set of kernels to another, and hundreds of training steps make those
+bits visible, so tests/test_notebooks.py compares the printed numbers only on
+a machine that picks the same kernels.
+
 A notebook that fails is left untouched on disk and the script exits with
 status 1 after trying the others.
 """
@@ -37,6 +44,41 @@ def execute(nb, cwd):
                             resources={"metadata": {"path": str(cwd)}})
     client.execute()
     return nb
+
+
+def platform():
+    """The kernels this machine runs: what a notebook's numbers depend on besides the code.
+
+    A dict such as ``{"vaecore": "avx2+fma", "numpy": "X86_V3", "blas": "openblas
+    Haswell"}``: the instruction set of vaecore's kernels
+    (``vaecore._core.get_isa()``), the highest SIMD target NumPy dispatches to
+    on this CPU, and the BLAS behind ``numpy.matmul`` with the CPU family its
+    kernels were chosen for.
+    """
+    import vaecore
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        simd = [t for t in __cpu_dispatch__ if __cpu_features__.get(t)]
+        numpy_level = simd[-1] if simd else "baseline"
+    except ImportError:   # NumPy < 2 keeps them in numpy.core
+        numpy_level = "unknown"
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '?')}"
+                         for i in threadpool_info() if i["user_api"] == "blas") or "unknown"
+    except ImportError:
+        blas = "unknown"
+    return {"vaecore": vaecore._core.get_isa(), "numpy": numpy_level, "blas": blas}
+
+
+def same_platform(saved, here):
+    """True when every kernel a notebook's metadata records (``saved``) is the one ``here`` runs.
+
+    A kind of kernel that ``saved`` does not name is not compared: the notebooks
+    saved before the platform was recorded name only vaecore's instruction set.
+    """
+    return isinstance(saved, dict) and bool(saved) and all(here.get(k) == v for k, v in saved.items())
 
 
 def thumbnail_png(nb):
@@ -67,6 +109,8 @@ def main(argv):
     if not paths:
         paths = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
     failed = []
+    here = platform()
+    print(f"kernels: {here}", flush=True)
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
@@ -77,6 +121,7 @@ def main(argv):
             failed.append(path.name)
             continue
         seconds = time.perf_counter() - start
+        nb.metadata.setdefault("vaecore", {})["platform"] = here
         nbformat.write(nb, path)
         png = thumbnail_png(nb)
         note = ""
