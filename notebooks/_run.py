@@ -65,8 +65,10 @@ def platform():
         numpy_level = "unknown"
     try:
         from threadpoolctl import threadpool_info
-        blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '?')}"
-                         for i in threadpool_info() if i["user_api"] == "blas") or "unknown"
+        libs = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        # NumPy's own, when SciPy (imported by scikit-learn, say) has loaded a second copy
+        libs = [i for i in libs if "numpy" in i.get("filepath", "")] or libs
+        blas = ", ".join(sorted({f"{i['internal_api']} {i.get('architecture', '?')}" for i in libs})) or "unknown"
     except ImportError:
         blas = "unknown"
     return {"vaecore": vaecore._core.get_isa(), "numpy": numpy_level, "blas": blas}

@@ -29,6 +29,9 @@ only when vaecore.datasets.fashion_mnist cannot find them.
 """
 import copy
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbclient
@@ -136,3 +139,15 @@ def test_numbers_are_compared_only_on_the_kernels_they_were_saved_with():
     assert not notebooks_run.same_platform({**here, "blas": "openblas another"}, here)
     for nothing in (None, {}, "avx2+fma"):
         assert not notebooks_run.same_platform(nothing, here)
+
+
+def test_the_platform_does_not_depend_on_what_else_is_imported():
+    # make notebooks computes it in a bare process; this test process has imported SciPy (through
+    # scikit-learn), whose second copy of OpenBLAS must not make the BLAS part differ
+    pytest.importorskip("sklearn")
+    import sklearn.decomposition  # noqa: F401  (loads SciPy's BLAS here too)
+    code = ("import importlib.util, json, sys; s = importlib.util.spec_from_file_location('r', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.platform()))")
+    bare = json.loads(subprocess.run([sys.executable, "-c", code, str(NOTEBOOKS_DIR / "_run.py")],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert bare == notebooks_run.platform()
