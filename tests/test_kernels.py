@@ -99,6 +99,28 @@ def test_gemm_is_bitwise_independent_of_threads(isa, ta, tb):
         assert np.abs(out[1] - exact).max() <= 8 * np.sqrt(K) * np.finfo(np.float32).eps * np.abs(exact).max()
 
 
+# (M, N, K) products that read A in place (gemm.inc's gemm_path: few columns, under the ISA's
+# limit of multiply-adds, 2^24 or in float32 on AVX2 2^26) and, with 8x the rows, are packed
+# instead: under 2^24 on every ISA (one with a last partial panel and depth block), then between
+# the two limits
+PATH_SHAPES = [(120, 250, 500), (100, 40, 300), (256, 128, 1024), (200, 64, 1100)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True)])
+def test_gemm_paths_sum_alike(isa, threads, dtype, ta, tb):
+    # Rows of C are independent, so the first M rows of (8M x K) @ B are A @ B. The big product
+    # packs A, the small one reads it in place; both give every element the same chain of
+    # multiply-adds, so they agree to the bit. That is what lets each ISA choose its own limit
+    # between the paths for speed alone.
+    rng = np.random.default_rng(3)
+    for M, N, K in PATH_SHAPES:
+        big = rng.standard_normal((8 * M, K)).astype(dtype)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+        a_big, a = (np.ascontiguousarray(big.T), np.ascontiguousarray(big[:M].T)) if ta else (big, big[:M])
+        assert _core.matmul(a, b, ta, tb).tobytes() == _core.matmul(a_big, b, ta, tb)[:M].tobytes(), (M, N, K)
+
+
 def test_matmul_rejects_bad_input():
     a = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="inner dimensions differ"):
