@@ -175,7 +175,8 @@ typedef struct {
 #define GEMM_NC_MAX 2048
 /* a product with fewer multiply-adds than this skips packing where it can */
 #define VAE_DIRECT_GEMM_MACS (1 << 19)
-/* a product below VAE_SMALL_GEMM_MACS with at most this many columns, or rows, leaves A unpacked */
+/* a product below VAE_SMALL_GEMM_MACS (an ISA may raise it: gemm.inc's GEMM_DIRECT_MAX_MACS)
+ * with at most this many columns, or rows, leaves A unpacked */
 #define VAE_DIRECT_GEMM_MAX_N 256
 #define VAE_DIRECT_GEMM_MAX_M 16
 /* a product with fewer multiply-adds than this uses the short micro-tile */
