@@ -9,14 +9,13 @@ One cluster serves the module; it is closed at the end and no process of it may 
 """
 import os
 import signal
-import sys
 import threading
 import time
 
 import psutil
 import pytest
 import sweep_workload as W
-from test_sweep import InProcess, assert_no_new_processes, compared
+from test_sweep import InProcess, assert_no_new_processes, compared, interrupted_sweep
 
 import vaecore
 
@@ -79,25 +78,14 @@ def test_killing_a_worker_loses_no_run(client, tmp_path):
     assert compared(runs) == compared(serial)
 
 
-def test_an_interrupted_sweep_on_a_cluster_finishes_only_the_missing_runs(client, tmp_path, monkeypatch):
-    # Ctrl-C, made deterministic: a real SIGINT can land in one of distributed's garbage-collector callbacks
-    # in this process (its scheduler runs here), which swallow it; test_sweep.py sends a real one to a
-    # sweep on local processes. Here the KeyboardInterrupt comes right after the first record is written.
+def test_an_interrupted_sweep_on_a_cluster_finishes_only_the_missing_runs(client, tmp_path):
+    # a real SIGINT; sweep holds it, so it cannot be lost in one of distributed's garbage-collector callbacks
+    # (its scheduler runs in this process), as it could be when it was raised wherever it landed
     X, _ = W.data()
     kw = dict(seeds=range(8), out=tmp_path, epochs=W.EPOCHS_SLOW, executor=client, progress=False)
-    module = sys.modules["vaecore.sweep"]        # vaecore.sweep is the function
-    write = module._write_json
-
-    def write_then_interrupt(path, record):
-        write(path, record)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(module, "_write_json", write_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        vaecore.sweep(W.build, X, **kw)
-    monkeypatch.undo()
+    interrupted_sweep(X, **kw)
     done = {n: os.stat(tmp_path / n).st_ino for n in os.listdir(tmp_path) if n.endswith(".json")}
-    assert len(done) == 1
+    assert 1 <= len(done) < 8, f"{len(done)} records: the interrupt came too late to test anything"
     runs = vaecore.sweep(W.build, X, **kw)
     assert [r["status"] for r in runs] == ["ok"] * 8
     assert all(os.stat(tmp_path / n).st_ino == ino for n, ino in done.items())   # not redone

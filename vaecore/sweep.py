@@ -75,7 +75,7 @@ import numpy as np
 from ._checks import SEED_MAX, check_int, check_real, check_seed
 from .io import _atomic_write, _checked_load, _digest
 from .model import AE, VAE
-from .train import fit
+from .train import _HoldInterrupt, fit
 
 __all__ = ["sweep", "sweep_frame", "ModelBuilder", "COMPARED_FIELDS", "RECORD_FIELDS"]
 
@@ -445,6 +445,10 @@ def sweep(build, X, grid=None, seeds=(0,), *, out, metrics=None, executor=None, 
         Before anything runs: an unknown fit argument, an empty or malformed
         grid, a bad value of a fit argument, an unpicklable ``build``,
         ``metrics`` or schedule.
+    KeyboardInterrupt
+        On Ctrl-C (in the main thread), once the results already back are
+        written; the runs not started are cancelled. Calling the sweep again
+        reuses what was written.
     """
     if not callable(build):
         raise TypeError(f"build must be a callable (config dict -> model), got {type(build).__name__}")
@@ -533,23 +537,15 @@ def _execute(runs, todo, records, out, build, X, X_val, fit_args, metrics, execu
             cfg, run_id, key = runs[i]
             task = (build, cfg, fit_args, metrics, run_id, key, threads)
             futures[ex.submit(_run, task, *data)] = i
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            cfg, run_id, key = runs[i]
-            try:
-                record, model_bytes = fut.result()
-            except Exception as e:   # the worker was lost, not the run: report it, write nothing
-                records[i] = _lost(cfg, run_id, key, e)
-            else:
-                if model_bytes is not None:
-                    _atomic_write(os.path.join(out, record["model"]), lambda f: f.write(model_bytes))
-                _write_json(os.path.join(out, run_id + ".json"), record)
-                records[i] = json.loads(json.dumps(record))   # what the file holds, as a reused record would be
-            if bar is not None:
-                bar.update(1)
-                failed = sum(r is not None and r["status"] != "ok" for r in records)
-                if failed:
-                    bar.set_postfix(failed=failed, refresh=False)
+        # Ctrl-C only sets a flag here, read between results: raised at an arbitrary bytecode it could land
+        # in a finalizer the pool runs in this thread, where CPython drops it, or between a record's writes.
+        with _HoldInterrupt() as interrupt:
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                for fut in sorted(done, key=futures.get):
+                    _collect(fut, runs[futures[fut]], futures[fut], records, out, bar)
+                interrupt.check()
         ok = True
     finally:
         if not ok:
@@ -557,6 +553,25 @@ def _execute(runs, todo, records, out, build, X, X_val, fit_args, metrics, execu
                 fut.cancel()
         if close is not None:
             close(ok)
+
+
+def _collect(fut, run, i, records, out, bar):
+    """Write the result of the finished future ``fut`` (run ``i``) into ``out/`` and ``records``."""
+    cfg, run_id, key = run
+    try:
+        record, model_bytes = fut.result()
+    except Exception as e:   # the worker was lost, not the run: report it, write nothing
+        records[i] = _lost(cfg, run_id, key, e)
+    else:
+        if model_bytes is not None:
+            _atomic_write(os.path.join(out, record["model"]), lambda f: f.write(model_bytes))
+        _write_json(os.path.join(out, run_id + ".json"), record)
+        records[i] = json.loads(json.dumps(record))   # what the file holds, as a reused record would be
+    if bar is not None:
+        bar.update(1)
+        failed = sum(r is not None and r["status"] != "ok" for r in records)
+        if failed:
+            bar.set_postfix(failed=failed, refresh=False)
 
 
 def _summary(records, reused, seconds):
