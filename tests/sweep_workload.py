@@ -5,6 +5,8 @@ module of their own rather than in a test file. Each run trains a VAE of 8
 inputs on 400 rows for a few epochs: milliseconds, or about a quarter of a
 second with EPOCHS_SLOW, for the tests that interrupt a sweep in the middle.
 """
+import os
+
 import numpy as np
 
 import vaecore
@@ -22,6 +24,13 @@ def data(n=400, seed=0):
 
 def build(cfg):
     return vaecore.VAE(8, cfg.get("latent", 2), hidden=(16,), seed=cfg["seed"])
+
+
+def build_noting_start(cfg):
+    """build, after leaving a file named after the run's seed in the folder ``cfg["marks"]``."""
+    with open(os.path.join(cfg["marks"], f"started-{cfg['seed']}"), "w"):
+        pass
+    return build(cfg)
 
 
 def metrics(model, cfg):

@@ -198,6 +198,39 @@ def test_an_interrupted_sweep_finishes_only_the_missing_runs(tmp_path):
     assert compared(serial) == compared(runs)
 
 
+def test_a_ctrl_c_to_the_workers_too_starts_no_queued_run(tmp_path):
+    # A terminal's Ctrl-C reaches the sweep and its worker processes. The pool has already queued runs
+    # for its workers; once a worker has been interrupted it starts none of them (each would be a whole
+    # run before the sweep could return). Every run leaves a file in marks/ as it starts.
+    X, _ = W.data()
+    marks, out = tmp_path / "marks", tmp_path / "out"
+    marks.mkdir()
+    out.mkdir()
+    started = []
+
+    def ctrl_c_after_first_record():
+        deadline = time.monotonic() + 120
+        while not any(n.endswith(".json") for n in os.listdir(out)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for p in psutil.Process().children():
+            if "spawn_main" in " ".join(p.cmdline()):   # the pool's workers, not its resource tracker
+                os.kill(p.pid, signal.SIGINT)
+        started.append(len(os.listdir(marks)))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=ctrl_c_after_first_record)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        vaecore.sweep(W.build_noting_start, X, {"marks": [str(marks)]}, seeds=range(12), out=out,
+                      epochs=W.EPOCHS_SLOW, progress=False)
+    t.join()
+    # + 1: a worker that had taken its next run just before its signal arrived (the pool queues 3)
+    assert len(os.listdir(marks)) <= started[0] + 1 < 12
+    runs = vaecore.sweep(W.build_noting_start, X, {"marks": [str(marks)]}, seeds=range(12), out=out,
+                         epochs=W.EPOCHS_SLOW, progress=False)
+    assert [r["status"] for r in runs] == ["ok"] * 12
+
+
 class _CtrlCInFinalizer:
     """Sends this process a SIGINT from its finalizer and waits there until Python has handled it."""
 

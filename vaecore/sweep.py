@@ -278,8 +278,34 @@ def _finish(record):
     return {k: record[k] for k in RECORD_FIELDS}
 
 
+# In the worker processes of sweep's own pool (set by its initializer): this is one, and a Ctrl-C has
+# stopped a run here. The pool has already queued the next runs for its workers; once a worker has been
+# interrupted they are not started, so the sweep stops when the runs in flight have, not after the queued too.
+_in_pool_worker = False
+_worker_interrupted = False
+
+
+def _init_pool_worker():
+    global _in_pool_worker
+    _in_pool_worker = True
+    from ._core import set_num_threads
+    set_num_threads(1)
+
+
 def _run(task, X, X_val):
     """One run, in a worker: (record, model file bytes or None). The calling process writes both."""
+    global _worker_interrupted
+    if _worker_interrupted:
+        raise KeyboardInterrupt("not started: Ctrl-C stopped a run in this worker")
+    try:
+        return _run_one(task, X, X_val)
+    except KeyboardInterrupt:
+        _worker_interrupted = _in_pool_worker   # elsewhere (this process, a user's executor) nothing is kept
+        raise
+
+
+def _run_one(task, X, X_val):
+    """_run's work: build, fit, metrics, the record and the model's bytes."""
     build, cfg, fit_args, metrics, run_id, key, threads = task
     if threads is not None:
         from ._core import set_num_threads
@@ -380,11 +406,6 @@ def _local_cores():
         return os.cpu_count() or 1
 
 
-def _set_one_thread():
-    from ._core import set_num_threads
-    set_num_threads(1)
-
-
 # ---------------------------------------------------------------- the sweep
 
 def sweep(build, X, grid=None, seeds=(0,), *, out, metrics=None, executor=None, retries=3, progress=True,
@@ -447,7 +468,9 @@ def sweep(build, X, grid=None, seeds=(0,), *, out, metrics=None, executor=None, 
         ``metrics`` or schedule.
     KeyboardInterrupt
         On Ctrl-C (in the main thread), once the results already back are
-        written; the runs not started are cancelled. Calling the sweep again
+        written; the runs not started are cancelled. The local worker
+        processes a Ctrl-C reaches (a terminal's reaches them all) stop their
+        runs and start none of those queued for them. Calling the sweep again
         reuses what was written.
     """
     if not callable(build):
@@ -519,7 +542,7 @@ def _execute(runs, todo, records, out, build, X, X_val, fit_args, metrics, execu
         import multiprocessing
 
         ex = cf.ProcessPoolExecutor(max_workers=min(_local_cores(), len(todo)),
-                                    mp_context=multiprocessing.get_context("spawn"), initializer=_set_one_thread)
+                                    mp_context=multiprocessing.get_context("spawn"), initializer=_init_pool_worker)
         close = lambda ok: ex.shutdown(wait=True, cancel_futures=not ok)   # noqa: E731
         data = (X, X_val)
     elif dask:
