@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -154,6 +155,13 @@ def test_resume_reuses_whole_records_and_redoes_damaged_ones(tmp_path):
     assert [len(r["history"]["loss"]) for r in other] == [W.EPOCHS + 1] * 3
 
 
+# The tests that interrupt a sweep on local processes run it on a pool of 2 workers, whatever the
+# machine: with as many workers as runs, every run would start at once and none would be left to test.
+@pytest.fixture
+def two_workers(monkeypatch):
+    monkeypatch.setattr(sys.modules["vaecore.sweep"], "_local_cores", lambda: 2)   # vaecore.sweep is the function
+
+
 # One SIGINT is enough: sweep holds it until the results already back are written, then raises it.
 # Before it did, the KeyboardInterrupt was raised at an arbitrary bytecode of the main thread: inside
 # the process pool's own bookkeeping (a CI run saw an unclosed FileIO, mode 'wb', reported by the garbage
@@ -162,8 +170,6 @@ def test_resume_reuses_whole_records_and_redoes_damaged_ones(tmp_path):
 # and the collection stay, so that anything the cancelled pool still leaves cannot spill into the next
 # test. vaecore's own files are checked here (the finished records untouched), its temporary files in
 # test_files.py and its leaks in test_leaks.py.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def interrupted_sweep(X, **kw):
     """Run ``vaecore.sweep(W.build, X, **kw)`` and press Ctrl-C (a real SIGINT) once its first record is in
     ``kw["out"]``; the sweep must raise KeyboardInterrupt."""
@@ -183,6 +189,9 @@ def interrupted_sweep(X, **kw):
     t.join()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("two_workers")
 def test_an_interrupted_sweep_finishes_only_the_missing_runs(tmp_path):
     X, _ = W.data()
     kw = dict(seeds=range(8), out=tmp_path, epochs=W.EPOCHS_SLOW, progress=False)
@@ -198,6 +207,9 @@ def test_an_interrupted_sweep_finishes_only_the_missing_runs(tmp_path):
     assert compared(serial) == compared(runs)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("two_workers")
 def test_a_ctrl_c_to_the_workers_too_starts_no_queued_run(tmp_path):
     # A terminal's Ctrl-C reaches the sweep and its worker processes. The pool has already queued runs
     # for its workers; once a worker has been interrupted it starts none of them (each would be a whole
@@ -224,11 +236,34 @@ def test_a_ctrl_c_to_the_workers_too_starts_no_queued_run(tmp_path):
         vaecore.sweep(W.build_noting_start, X, {"marks": [str(marks)]}, seeds=range(12), out=out,
                       epochs=W.EPOCHS_SLOW, progress=False)
     t.join()
-    # + 1: a worker that had taken its next run just before its signal arrived (the pool queues 3)
+    # + 1: a worker that had taken its next run just before its signal arrived (the pool queues 3 more)
     assert len(os.listdir(marks)) <= started[0] + 1 < 12
     runs = vaecore.sweep(W.build_noting_start, X, {"marks": [str(marks)]}, seeds=range(12), out=out,
                          epochs=W.EPOCHS_SLOW, progress=False)
     assert [r["status"] for r in runs] == ["ok"] * 12
+
+
+class FirstRunInterrupted(InProcess):
+    """InProcess, but Ctrl-C stopped the first run in its worker: its future holds a KeyboardInterrupt."""
+
+    def __init__(self):
+        self.first = True
+
+    def submit(self, fn, *args, **kwargs):
+        if not self.first:
+            return super().submit(fn, *args, **kwargs)
+        self.first = False
+        fut = cf.Future()
+        fut.set_exception(KeyboardInterrupt())
+        return fut
+
+
+def test_a_run_stopped_in_its_worker_stops_the_sweep_once_the_others_back_are_written(tmp_path):
+    X, _ = W.data()
+    with pytest.raises(KeyboardInterrupt):
+        vaecore.sweep(W.build, X, seeds=range(3), out=tmp_path, epochs=1, progress=False,
+                      executor=FirstRunInterrupted())
+    assert sorted(n.split(".")[0] for n in os.listdir(tmp_path) if n.endswith(".json")) == ["seed=1", "seed=2"]
 
 
 class _CtrlCInFinalizer:

@@ -78,6 +78,8 @@ def test_killing_a_worker_loses_no_run(client, tmp_path):
     assert compared(runs) == compared(serial)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_an_interrupted_sweep_on_a_cluster_finishes_only_the_missing_runs(client, tmp_path):
     # a real SIGINT; sweep holds it, so it cannot be lost in one of distributed's garbage-collector callbacks
     # (its scheduler runs in this process), as it could be when it was raised wherever it landed

@@ -467,11 +467,13 @@ def sweep(build, X, grid=None, seeds=(0,), *, out, metrics=None, executor=None, 
         grid, a bad value of a fit argument, an unpicklable ``build``,
         ``metrics`` or schedule.
     KeyboardInterrupt
-        On Ctrl-C (in the main thread), once the results already back are
-        written; the runs not started are cancelled. The local worker
-        processes a Ctrl-C reaches (a terminal's reaches them all) stop their
-        runs and start none of those queued for them. Calling the sweep again
-        reuses what was written.
+        On Ctrl-C (in the main thread, over Python's default handler), once
+        the results already back are written; the runs not yet handed to a
+        worker are cancelled. The worker processes of sweep's own pool
+        (``executor=None``) that a Ctrl-C reaches (a terminal's reaches them
+        all) stop their runs and start none of those queued for them; a
+        Ctrl-C to this process alone waits for those runs. Calling the sweep
+        again reuses what was written.
     """
     if not callable(build):
         raise TypeError(f"build must be a callable (config dict -> model), got {type(build).__name__}")
@@ -566,8 +568,10 @@ def _execute(runs, todo, records, out, build, X, X_val, fit_args, metrics, execu
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
-                for fut in sorted(done, key=futures.get):
-                    _collect(fut, runs[futures[fut]], futures[fut], records, out, bar)
+                stopped = [not _collect(fut, runs[futures[fut]], futures[fut], records, out, bar)
+                           for fut in sorted(done, key=futures.get)]
+                if any(stopped):   # Ctrl-C reached a worker: the batch's other results are written, then it stops
+                    raise KeyboardInterrupt
                 interrupt.check()
         ok = True
     finally:
@@ -579,10 +583,13 @@ def _execute(runs, todo, records, out, build, X, X_val, fit_args, metrics, execu
 
 
 def _collect(fut, run, i, records, out, bar):
-    """Write the result of the finished future ``fut`` (run ``i``) into ``out/`` and ``records``."""
+    """Write the result of the finished future ``fut`` (run ``i``) into ``out/`` and ``records``; False if
+    Ctrl-C stopped the run in its worker (nothing is written)."""
     cfg, run_id, key = run
     try:
         record, model_bytes = fut.result()
+    except KeyboardInterrupt:
+        return False
     except Exception as e:   # the worker was lost, not the run: report it, write nothing
         records[i] = _lost(cfg, run_id, key, e)
     else:
@@ -595,6 +602,7 @@ def _collect(fut, run, i, records, out, bar):
         failed = sum(r is not None and r["status"] != "ok" for r in records)
         if failed:
             bar.set_postfix(failed=failed, refresh=False)
+    return True
 
 
 def _summary(records, reused, seconds):
