@@ -121,6 +121,27 @@ def test_gemm_paths_sum_alike(isa, threads, dtype, ta, tb):
         assert _core.matmul(a, b, ta, tb).tobytes() == _core.matmul(a_big, b, ta, tb)[:M].tobytes(), (M, N, K)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tb", [False, True])
+def test_thin_products_sum_every_row_alike(isa, dtype, tb):
+    # A product of at most 4 columns (gemm.inc's gemm_thin: the spiral VAE's heads and output)
+    # adds the lanes of a vector's rows at a time, transposed, and those of the last M % VL rows
+    # one row at a time, in the same order. So the last rows, copies of the first ones, must give
+    # bitwise the same elements of C. 19 rows leave a remainder for every vector width (VL = 2 to
+    # 16); K = 64 ends on whole vectors, 37 and 5 leave the terms added one by one.
+    rng = np.random.default_rng(7)
+    for N in (1, 2, 3, 4):
+        for K in (64, 37, 5):
+            a = rng.standard_normal((19, K)).astype(dtype)
+            a[16:] = a[:3]
+            a[18] = a[1]   # row 18 is in the remainder for every VL up to 16; 16 and 17 are not for VL = 2
+            b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+            c = _core.matmul(a, b, False, tb)
+            assert c[16:].tobytes() == c[[0, 1, 1]].tobytes(), (N, K)
+            exact = a.astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+            assert np.abs(c - exact).max() <= 8 * np.sqrt(K) * np.finfo(dtype).eps * np.abs(exact).max(), (N, K)
+
+
 def test_matmul_rejects_bad_input():
     a = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="inner dimensions differ"):
