@@ -379,6 +379,28 @@ def test_bad_x_everywhere(x, exc, match):
     assert np.array_equal(before, m.params) and opt.t == 0
 
 
+def test_arrays_of_the_models_dtype_pass_as_they_are_or_get_the_same_errors():
+    # VAE._matrix takes an array that already fits (dtype, C order, aligned, (n, cols), n >= 1) as it
+    # is, in few attribute reads; everything else must get the same conversion or message as before
+    m = small(dtype="float32")
+    x = np.ascontiguousarray(data(6), dtype=np.float32)
+    assert m._x(x) is x
+    eps = np.zeros((6, 2), np.float32)
+    assert m._matrix(eps, "eps", 2, rows=6) is eps
+    fortran = np.asfortranarray(x)
+    assert m._x(fortran) is not fortran and m._x(fortran).flags.c_contiguous and np.array_equal(m._x(fortran), x)
+    for bad, match in [(np.zeros((3,), np.float32), r"x must be 2-D of shape \(n, 4\), got shape \(3,\)"),
+                       (np.zeros((3, 5), np.float32), r"x must have shape \(n, 4\), got \(3, 5\)"),
+                       (np.zeros((0, 4), np.float32), r"x must have at least one row, got shape \(0, 4\)"),
+                       (np.zeros((2, 2, 2), np.float32), r"x must be 2-D of shape \(n, 4\), got shape \(2, 2, 2\)")]:
+        with pytest.raises(ValueError, match=match):
+            m._x(bad)
+    with pytest.raises(ValueError, match=r"eps must have shape \(6, 2\), got \(5, 2\)"):
+        m._matrix(eps[:5], "eps", 2, rows=6)
+    with pytest.raises(ValueError, match=r"eps must have shape \(6, 2\), got \(5, 2\)"):
+        m.train_step(x, vaecore.Adam(m), eps=np.zeros((5, 2), np.float32))
+
+
 def test_bad_eps_beta_targets_and_others():
     m = small()
     x = data(5)
