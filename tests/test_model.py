@@ -397,6 +397,11 @@ def test_arrays_of_the_models_dtype_pass_as_they_are_or_get_the_same_errors():
             m._x(bad)
     with pytest.raises(ValueError, match=r"eps must have shape \(6, 2\), got \(5, 2\)"):
         m._matrix(eps[:5], "eps", 2, rows=6)
+    # no rows and the wrong columns (or rows): the shape is named first, as before the quick path
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 4\), got \(0, 5\)"):
+        m._x(np.zeros((0, 5), np.float32))
+    with pytest.raises(ValueError, match=r"eps must have shape \(6, 2\), got \(0, 2\)"):
+        m._matrix(eps[:0], "eps", 2, rows=6)
     with pytest.raises(ValueError, match=r"eps must have shape \(6, 2\), got \(5, 2\)"):
         m.train_step(x, vaecore.Adam(m), eps=np.zeros((5, 2), np.float32))
 

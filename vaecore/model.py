@@ -413,14 +413,10 @@ class VAE:
     # ---------------------------------------------------------- arguments
     def _matrix(self, a, name, cols, rows=None):
         """a as a C-contiguous (rows, cols) array of the model's dtype, or an error."""
+        # few attribute reads on the usual path, a training step's batch (the checks cost 1.5 us
+        # where 0.8 suffice, 0.5% of a spiral step): one read of the flags, one of the shape
         dt = self._fixed["dtype"]
-        if isinstance(a, np.ndarray) and a.dtype == dt:
-            # the usual case, checked in as few attribute reads as possible (a training step's batch:
-            # the checks below cost 1.2 us, 1% of a spiral step)
-            f, s = a.flags, a.shape
-            if f.c_contiguous and f.aligned and len(s) == 2 and s[1] == cols and s[0] and (rows is None or s[0] == rows):
-                return a
-        if not (isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous and a.flags.aligned):
+        if not (isinstance(a, np.ndarray) and a.dtype == dt and (f := a.flags).c_contiguous and f.aligned):
             try:
                 arr = np.asarray(a)
             except Exception as e:  # ragged lists and the like
@@ -431,14 +427,15 @@ class VAE:
                 a = np.ascontiguousarray(arr, dtype=dt)
             if not a.flags.aligned:   # ascontiguousarray leaves a misaligned buffer as it is
                 a = a.copy()
+        s = a.shape
+        if len(s) == 2 and s[1] == cols and s[0] and (rows is None or s[0] == rows):
+            return a
         shape = f"({'n' if rows is None else rows}, {cols})"
-        if a.ndim != 2:
-            raise ValueError(f"{name} must be 2-D of shape {shape}, got shape {a.shape}")
-        if a.shape[1] != cols or (rows is not None and a.shape[0] != rows):
-            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-        if a.shape[0] == 0:
-            raise ValueError(f"{name} must have at least one row, got shape {a.shape}")
-        return a
+        if len(s) != 2:
+            raise ValueError(f"{name} must be 2-D of shape {shape}, got shape {s}")
+        if s[1] != cols or (rows is not None and s[0] != rows):
+            raise ValueError(f"{name} must have shape {shape}, got {s}")
+        raise ValueError(f"{name} must have at least one row, got shape {s}")
 
     def _x(self, x):
         """x (n, D), or (n, *input_shape) for images, as a C-contiguous (n, D) array of the model's dtype."""
